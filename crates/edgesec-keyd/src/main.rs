@@ -1,1 +1,77 @@
-fn main() {}
+//! `edgesec-keyd --config FILE`: serves the key store on a Unix socket until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use edgesec_http::{ServerLimits, bind_unix_socket, serve};
+use edgesec_keyd::KeyService;
+use edgesec_keyd::config::{Backend, Config};
+use edgesec_keys::KeyStore;
+use edgesec_keys::soft::SoftKeyStore;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Mode of the key service socket: the daemon's user and group only.
+const SOCKET_MODE: u32 = 0o660;
+
+#[derive(Parser)]
+#[command(name = "edgesec-keyd", version, about = "edgesec key service: keeps the device's keys and uses them for its callers")]
+struct Args {
+    /// Path of keyd.toml.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGESEC_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("edgesec-keyd: bad config: {e}");
+            return ExitCode::from(edgesec_config::EXIT_CONFIG as u8);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    match runtime.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(run(config))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgesec-keyd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let store: Arc<dyn KeyStore> = match config.store.backend {
+        Backend::Soft => Arc::new(SoftKeyStore::open(&config.state_dir).map_err(|e| e.to_string())?),
+    };
+    let service = KeyService::new(store, config.principals.clone()).map_err(|e| format!("cannot start: {e}"))?;
+    let listener = bind_unix_socket(&config.socket, SOCKET_MODE, config.socket_group)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.socket.display()))?;
+    let limits = ServerLimits {
+        max_body_bytes: config.limits.max_body_bytes,
+        max_connections_per_uid: config.limits.max_connections_per_uid,
+        request_timeout: config.request_timeout(),
+        ..ServerLimits::default()
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tracing::info!(socket = %config.socket.display(), store = %config.state_dir.display(), "edgesec-keyd ready");
+    serve(listener, limits, Arc::new(service), async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+    .await;
+    let _ = std::fs::remove_file(&config.socket);
+    tracing::info!("edgesec-keyd stopped");
+    Ok(())
+}

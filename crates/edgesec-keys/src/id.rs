@@ -6,7 +6,8 @@ use crate::KeyError;
 pub const MAX_KEY_ID_LEN: usize = 200;
 
 /// A validated key id: 1 to 200 bytes of ASCII letters, digits and `-_.:@/+=`, not starting with
-/// `.` or `/`, with no `..`. Ids travel in URLs, handles and log lines, so they are kept plain.
+/// `.` or `/`, not ending with `/`, with no `..` or `//`. Ids travel in URL paths (where `/`
+/// separates segments), handles and log lines, so they are kept plain.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(String);
 
@@ -22,8 +23,8 @@ impl KeyId {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/+=".contains(&b))
         {
             Some("may hold only ASCII letters, digits and -_.:@/+=")
-        } else if id.starts_with('.') || id.starts_with('/') || id.contains("..") {
-            Some("may not start with '.' or '/' or contain '..'")
+        } else if id.starts_with(['.', '/']) || id.ends_with('/') || id.contains("..") || id.contains("//") {
+            Some("may not start with '.' or '/', end with '/', or contain '..' or '//'")
         } else {
             None
         };

@@ -75,11 +75,12 @@ impl FromStr for KeyPairAlgorithm {
 
 /// What a symmetric key is for. A key serves one usage only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum SymmetricUsage {
     /// HMAC-SHA256 sign and verify, and derivation of child keys.
+    #[serde(rename = "hmac-sha256")]
     HmacSha256,
     /// AES-256-GCM encryption and decryption.
+    #[serde(rename = "aes-256-gcm")]
     Aes256Gcm,
 }
 
@@ -239,10 +240,10 @@ impl KeyRef {
 }
 
 /// What a backend can do, for `capabilities()` and the key service's `/capabilities`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Capabilities {
-    pub backend: &'static str,
+    pub backend: String,
     pub key_pair_algorithms: Vec<KeyPairAlgorithm>,
     pub sign_algorithms: Vec<SignAlgorithm>,
     pub symmetric_usages: Vec<SymmetricUsage>,

@@ -162,7 +162,7 @@ fn info(id: &KeyId, m: &Material) -> KeyInfo {
 impl KeyStore for SoftKeyStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            backend: "soft",
+            backend: "soft".into(),
             key_pair_algorithms: KeyPairAlgorithm::ALL.to_vec(),
             sign_algorithms: SignAlgorithm::ALL.to_vec(),
             symmetric_usages: vec![SymmetricUsage::HmacSha256, SymmetricUsage::Aes256Gcm],

@@ -1,0 +1,87 @@
+//! Who may use which keys. The caller's uid comes from the kernel (SO_PEERCRED); the config
+//! maps uids to key id patterns (`*` matches any run of characters, `?` one character).
+
+/// One uid's grants.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub uid: u32,
+    /// Key ids this uid may create, load and use.
+    pub keys: Vec<String>,
+    /// Key ids whose derived keys this uid may export in clear.
+    pub export: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Principals(Vec<Principal>);
+
+impl Principals {
+    pub fn new(list: Vec<Principal>) -> Self {
+        Principals(list)
+    }
+
+    /// True when `uid` may use the key `id`.
+    pub fn may_use(&self, uid: u32, id: &str) -> bool {
+        self.0.iter().any(|p| p.uid == uid && p.keys.iter().any(|pat| glob(pat, id)))
+    }
+
+    /// True when `uid` may export keys derived from `id`.
+    pub fn may_export(&self, uid: u32, id: &str) -> bool {
+        self.0.iter().any(|p| p.uid == uid && p.export.iter().any(|pat| glob(pat, id)))
+    }
+}
+
+/// Matches `text` against a pattern of literal characters, `*` and `?`, in linear time.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches() {
+        for (p, t, m) in [
+            ("*", "anything", true),
+            ("*", "", true),
+            ("ca/*", "ca/edge", true),
+            ("ca/*", "cab", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*-id", "device-id", true),
+            ("device-id", "device-id2", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+        ] {
+            assert_eq!(glob(p, t), m, "{p} {t}");
+        }
+    }
+
+    #[test]
+    fn grants_are_per_uid() {
+        let p = Principals::new(vec![Principal { uid: 5, keys: vec!["m/*".into()], export: vec!["m/dev".into()] }]);
+        assert!(p.may_use(5, "m/x"));
+        assert!(!p.may_use(6, "m/x"));
+        assert!(!p.may_use(5, "other"));
+        assert!(p.may_export(5, "m/dev"));
+        assert!(!p.may_export(5, "m/x"));
+    }
+}

@@ -1,0 +1,136 @@
+//! The key service's HTTP API: routing, authorization and error mapping. The operations
+//! themselves are in `keys.rs` (create, load, import, delete, list) and `crypto.rs` (public key,
+//! sign, verify, derive, export, encrypt, decrypt).
+
+mod crypto;
+mod keys;
+
+use std::sync::Arc;
+
+use edgesec_http::{ApiError, Handler, Peer, Request, Response, api_version, json_response, path_segments};
+use edgesec_keys::{KeyError, KeyId, KeyRef, KeyStore};
+use http::{Method, StatusCode};
+use serde::Serialize;
+
+use crate::api::API_VERSIONS;
+use crate::handle::{HandleCodec, RESERVED_PREFIX};
+use crate::principals::Principals;
+
+/// The state every request shares. No lock is held across an operation: the store does its own
+/// fine-grained locking.
+pub struct KeyService {
+    store: Arc<dyn KeyStore>,
+    handles: HandleCodec,
+    principals: Principals,
+}
+
+impl KeyService {
+    pub fn new(store: Arc<dyn KeyStore>, principals: Principals) -> Result<Self, KeyError> {
+        let handles = HandleCodec::new(store.clone())?;
+        Ok(KeyService { store, handles, principals })
+    }
+
+    async fn route(&self, peer: &Peer, req: &Request) -> Result<Response, ApiError> {
+        api_version(req, API_VERSIONS)?;
+        let segments = path_segments(req.uri().path())?;
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let uid = peer.caller.uid;
+        match (req.method(), segs.as_slice()) {
+            (&Method::POST, ["keypair"]) => self.create_key_pair(uid, req).await,
+            (&Method::GET, ["keypair", id @ ..]) if !id.is_empty() => self.load_key(uid, &id.join("/"), true),
+            (&Method::POST, ["key"]) => self.create_key(uid, req).await,
+            (&Method::GET, ["key", id @ ..]) if !id.is_empty() => self.load_key(uid, &id.join("/"), false),
+            (&Method::POST, ["import"]) => self.import(uid, req).await,
+            (&Method::POST, ["delete"]) => self.delete(uid, req).await,
+            (&Method::GET, ["keys"]) => self.list(uid).await,
+            (&Method::GET, ["capabilities"]) => Ok(ok(&self.store.capabilities())),
+            (&Method::POST, ["publickey"]) => self.public_key(uid, req),
+            (&Method::POST, ["sign"]) => self.sign(uid, req),
+            (&Method::POST, ["verify"]) => self.verify(uid, req),
+            (&Method::POST, ["derive"]) => self.derive(uid, req),
+            (&Method::POST, ["derive", "export"]) => self.export(uid, req),
+            (&Method::POST, ["encrypt"]) => self.encrypt(uid, req),
+            (&Method::POST, ["decrypt"]) => self.decrypt(uid, req),
+            (_, [
+                "keypair" | "key" | "import" | "delete" | "keys" | "capabilities" | "publickey" | "sign"
+                | "verify" | "derive" | "encrypt" | "decrypt",
+                ..,
+            ]) => Err(ApiError::method_not_allowed()),
+            _ => Err(ApiError::not_found()),
+        }
+    }
+
+    /// A caller-supplied key id, validated and checked against the caller's grants.
+    fn authorize_id(&self, uid: u32, id: &str) -> Result<KeyId, ApiError> {
+        let id = KeyId::new(id).map_err(|e| key_error(&e))?;
+        self.authorize(uid, &id)?;
+        Ok(id)
+    }
+
+    fn authorize(&self, uid: u32, id: &KeyId) -> Result<(), ApiError> {
+        if id.as_str().starts_with(RESERVED_PREFIX) {
+            return Err(ApiError::forbidden(format!("key ids starting with {RESERVED_PREFIX:?} are reserved")));
+        }
+        if !self.principals.may_use(uid, id.as_str()) {
+            tracing::info!(uid, key = %id, "refused: uid may not use key");
+            return Err(ApiError::forbidden(format!("uid {uid} may not use key {id:?}")));
+        }
+        Ok(())
+    }
+
+    /// The key behind a handle, after checking the handle and the caller's grants.
+    fn authorize_handle(&self, uid: u32, handle: &str) -> Result<KeyRef, ApiError> {
+        let key = self.handles.open(handle).map_err(|e| match e {
+            Ok(_) => ApiError::bad_request("invalid key handle"),
+            Err(e) => key_error(&e),
+        })?;
+        self.authorize(uid, key.base_id())?;
+        Ok(key)
+    }
+
+    /// Runs a store call that may block (file I/O, key generation) off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn KeyStore) -> Result<T, KeyError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .map_err(|e| ApiError::internal_logged(&e))?
+            .map_err(|e| key_error(&e))
+    }
+}
+
+impl Handler for KeyService {
+    async fn call(&self, peer: Peer, req: Request) -> Response {
+        match self.route(&peer, &req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(uid = peer.caller.uid, method = %req.method(), path = req.uri().path(), status = e.status.as_u16(), "request refused");
+                e.into_response()
+            }
+        }
+    }
+}
+
+fn ok<T: Serialize + ?Sized>(body: &T) -> Response {
+    json_response(StatusCode::OK, body)
+}
+
+/// Maps a key store error to the wire. Backend failures are logged with a request id and
+/// answered only with that id.
+fn key_error(e: &KeyError) -> ApiError {
+    match e {
+        KeyError::NotFound(_) => ApiError::not_found_msg(e.to_string()),
+        KeyError::AlreadyExists(_) => ApiError::conflict(e.to_string()),
+        KeyError::NotSupported(_) => ApiError::new(StatusCode::NOT_IMPLEMENTED, e.to_string()),
+        KeyError::WrongAlgorithm(_) | KeyError::InvalidInput(_) | KeyError::DecryptFailed => {
+            ApiError::bad_request(e.to_string())
+        }
+        KeyError::Corrupted(_) => {
+            tracing::error!("{e}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        KeyError::Backend(_) => ApiError::internal_logged(e),
+    }
+}
