@@ -150,3 +150,35 @@ fn a_bad_config_exits_78_naming_file_and_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&file.display().to_string()) && err.contains("limits.max_connections_per_uid") && err.contains(":4"), "{err}");
 }
+
+#[test]
+fn connections_per_uid_are_bounded_and_others_keep_being_served() {
+    use std::io::{Read, Write};
+    let keyd = Keyd::start(&format!("[limits]\nmax_connections_per_uid = 4\n{ALL_KEYS}"));
+    let held: Vec<_> = (0..4).map(|_| std::os::unix::net::UnixStream::connect(keyd.socket()).unwrap()).collect();
+    // wait until keyd has accepted all four, then a fifth is refused with a clear answer
+    let mut reply = String::new();
+    for _ in 0..500 {
+        let mut extra = std::os::unix::net::UnixStream::connect(keyd.socket()).unwrap();
+        extra.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        let _ = extra.write_all(format!("GET /keys?{V} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes());
+        reply.clear();
+        let _ = extra.read_to_string(&mut reply);
+        if reply.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(reply.starts_with("HTTP/1.1 503") && reply.contains("too many connections"), "{reply}");
+    drop(held);
+    // once the held connections close, the uid is served again
+    let mut served = false;
+    for _ in 0..500 {
+        if rt().block_on(keyd.client.list()).is_ok() {
+            served = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(served);
+}
