@@ -1,0 +1,8 @@
+//! The wire types of the two APIs edgesecd serves with IoT Edge compatibility, shared by the
+//! daemon (server side), `edgesec-agent` and the `edgesec` CLI (client side).
+
+pub mod mgmt;
+pub mod mgmt_client;
+pub mod versions;
+
+pub use versions::{API_VERSIONS, LATEST_API_VERSION};

@@ -1,0 +1,177 @@
+//! Management API types (IoT Edge `managementVersion_*` shapes).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One environment variable, as IoT Edge sends them: `{"key": .., "value": ..}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub key: String,
+    pub value: String,
+}
+
+/// `config` of a module spec: type-specific settings plus environment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModuleConfig {
+    /// For `process` modules see [`ProcessSettings`]; for `docker` modules the IoT Edge docker
+    /// settings (`image`, `createOptions`, ...).
+    #[serde(default)]
+    pub settings: serde_json::Value,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+}
+
+/// Body of `POST /modules`, `PUT /modules/{name}` and `POST /modules/{name}/prepareupdate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModuleSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub module_type: String,
+    #[serde(
+        rename = "imagePullPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub image_pull_policy: Option<String>,
+    pub config: ModuleConfig,
+}
+
+/// Settings of a module of type `process`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcessSettings {
+    /// An absolute path, a path relative to `workingDir`, or a name searched in `PATH` (and
+    /// next to the edgesecd executable, for the binaries of this workspace).
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// A user name or numeric uid to run as (edgesecd must be root to use it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    #[serde(rename = "exitTime")]
+    pub exit_time: String,
+    #[serde(rename = "statusCode")]
+    pub status_code: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeStatus {
+    /// `running`, `stopped`, `failed`, `dead` or `unknown`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(rename = "startTime", default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(
+        rename = "exitStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub exit_status: Option<ExitStatus>,
+    #[serde(rename = "runtimeStatus")]
+    pub runtime_status: RuntimeStatus,
+}
+
+/// One module as the management and workload APIs report it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModuleDetails {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub module_type: String,
+    pub config: ModuleConfig,
+    pub status: Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModuleList {
+    pub modules: Vec<ModuleDetails>,
+}
+
+/// Body of `POST /identities`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySpec {
+    #[serde(rename = "moduleId")]
+    pub module_id: String,
+    #[serde(rename = "managedBy", default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    #[serde(rename = "moduleId")]
+    pub module_id: String,
+    #[serde(rename = "managedBy")]
+    pub managed_by: String,
+    #[serde(rename = "generationId")]
+    pub generation_id: String,
+    #[serde(rename = "authType")]
+    pub auth_type: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityList {
+    pub identities: Vec<Identity>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisioningInfo {
+    #[serde(rename = "type")]
+    pub source: String,
+    #[serde(rename = "dynamicReprovisioning")]
+    pub dynamic_reprovisioning: bool,
+    #[serde(rename = "alwaysReprovisionOnStartup")]
+    pub always_reprovision_on_startup: bool,
+}
+
+/// `GET /systeminfo`. Field names as IoT Edge spells them (a mix of cases).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    #[serde(rename = "osType")]
+    pub os_type: String,
+    pub architecture: String,
+    pub version: String,
+    pub kernel_release: String,
+    pub kernel_version: String,
+    pub operating_system: Option<String>,
+    pub operating_system_version: Option<String>,
+    pub cpus: usize,
+    pub total_memory: u64,
+    pub virtualized: String,
+    pub provisioning: ProvisioningInfo,
+    /// edgesec's own additions, kept apart from IoT Edge's keys.
+    #[serde(flatten)]
+    pub additional: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    pub name: String,
+    pub available_space: u64,
+    pub total_space: u64,
+    pub file_system: String,
+    pub file_type: String,
+}
+
+/// `GET /systeminfo/resources`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SystemResources {
+    pub host_uptime: u64,
+    pub process_uptime: u64,
+    pub used_cpu: f64,
+    pub used_ram: u64,
+    pub total_ram: u64,
+    pub disks: Vec<Disk>,
+    pub docker_stats: String,
+}
