@@ -26,7 +26,12 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about `key` found after parsing (a value that parsed but does not make sense).
     pub fn invalid(file: &Path, key: &str, message: impl Into<String>) -> Self {
-        ConfigError { file: file.to_owned(), key: Some(key.to_owned()), line: None, message: message.into() }
+        ConfigError {
+            file: file.to_owned(),
+            key: Some(key.to_owned()),
+            line: None,
+            message: message.into(),
+        }
     }
 }
 
@@ -47,7 +52,12 @@ impl std::error::Error for ConfigError {}
 
 /// Reads and parses a TOML config file into `T`.
 pub fn load<T: DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
-    let err = |message: String| ConfigError { file: file.to_owned(), key: None, line: None, message };
+    let err = |message: String| ConfigError {
+        file: file.to_owned(),
+        key: None,
+        line: None,
+        message,
+    };
     let meta = std::fs::metadata(file).map_err(|e| err(format!("cannot read: {e}")))?;
     if !meta.is_file() {
         return Err(err("not a regular file".into()));
@@ -88,7 +98,10 @@ pub fn resolve(config_file: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_owned()
     } else {
-        let dir = config_file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = config_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
         dir.join(path)
     }
@@ -120,7 +133,11 @@ mod tests {
         let e = parse::<Cfg>(f, "name = \"a\"\n[limits]\nmax = \"ten\"\n").unwrap_err();
         assert_eq!(e.key.as_deref(), Some("limits.max"));
         assert_eq!(e.line, Some(3));
-        assert!(e.to_string().starts_with("/etc/x.toml:3: key `limits.max`: invalid type"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/etc/x.toml:3: key `limits.max`: invalid type"),
+            "{e}"
+        );
 
         let e = parse::<Cfg>(f, "name = \"a\"\n[limits]\nmax = 1\nmaxx = 2\n").unwrap_err();
         assert!(e.to_string().contains("unknown field `maxx`"), "{e}");
@@ -135,15 +152,23 @@ mod tests {
 
     #[test]
     fn relative_paths_follow_the_file() {
-        assert_eq!(resolve(Path::new("/a/b/c.toml"), Path::new("run/s.sock")), Path::new("/a/b/run/s.sock"));
-        assert_eq!(resolve(Path::new("/a/b/c.toml"), Path::new("/abs")), Path::new("/abs"));
+        assert_eq!(
+            resolve(Path::new("/a/b/c.toml"), Path::new("run/s.sock")),
+            Path::new("/a/b/run/s.sock")
+        );
+        assert_eq!(
+            resolve(Path::new("/a/b/c.toml"), Path::new("/abs")),
+            Path::new("/abs")
+        );
         assert!(resolve(Path::new("c.toml"), Path::new("x")).is_absolute());
     }
 
     #[test]
     fn missing_and_odd_files() {
         let d = tempfile::tempdir().unwrap();
-        let e = load::<Cfg>(&d.path().join("nope.toml")).unwrap_err().to_string();
+        let e = load::<Cfg>(&d.path().join("nope.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope.toml: cannot read"), "{e}");
         let e = load::<Cfg>(d.path()).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");

@@ -12,7 +12,11 @@ use zeroize::Zeroizing;
 use crate::api::*;
 
 /// Characters a key id keeps in a URL path: `/` separates the id's own segments.
-const ID_PATH: &AsciiSet = &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.');
+const ID_PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.');
 
 #[derive(Clone)]
 pub struct KeydClient {
@@ -25,31 +29,66 @@ fn path(route: &str) -> String {
 
 impl KeydClient {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
-        KeydClient { http: std::sync::Arc::new(UdsClient::new(socket)) }
+        KeydClient {
+            http: std::sync::Arc::new(UdsClient::new(socket)),
+        }
     }
 
-    async fn post<T: serde::de::DeserializeOwned, B: serde::Serialize>(&self, route: &str, body: &B) -> Result<T, ClientError> {
+    async fn post<T: serde::de::DeserializeOwned, B: serde::Serialize>(
+        &self,
+        route: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         self.http.post_json(&path(route), body).await
     }
 
     /// Creates the key pair `id` unless it exists (then the existing one is returned as it is).
-    pub async fn create_key_pair(&self, id: &str, algorithm: Option<KeyPairAlgorithm>) -> Result<KeyHandleResponse, ClientError> {
-        self.post("/keypair", &CreateKeyPairRequest { key_id: id.into(), algorithm }).await
+    pub async fn create_key_pair(
+        &self,
+        id: &str,
+        algorithm: Option<KeyPairAlgorithm>,
+    ) -> Result<KeyHandleResponse, ClientError> {
+        self.post(
+            "/keypair",
+            &CreateKeyPairRequest {
+                key_id: id.into(),
+                algorithm,
+            },
+        )
+        .await
     }
 
     /// A handle for an existing key pair.
     pub async fn load_key_pair(&self, id: &str) -> Result<KeyHandleResponse, ClientError> {
-        self.http.get_json(&path(&format!("/keypair/{}", utf8_percent_encode(id, ID_PATH)))).await
+        self.http
+            .get_json(&path(&format!(
+                "/keypair/{}",
+                utf8_percent_encode(id, ID_PATH)
+            )))
+            .await
     }
 
     /// Creates the symmetric key `id` unless it exists.
-    pub async fn create_key(&self, id: &str, usage: SymmetricUsage) -> Result<KeyHandleResponse, ClientError> {
-        self.post("/key", &CreateKeyRequest { key_id: id.into(), usage }).await
+    pub async fn create_key(
+        &self,
+        id: &str,
+        usage: SymmetricUsage,
+    ) -> Result<KeyHandleResponse, ClientError> {
+        self.post(
+            "/key",
+            &CreateKeyRequest {
+                key_id: id.into(),
+                usage,
+            },
+        )
+        .await
     }
 
     /// A handle for an existing symmetric key.
     pub async fn load_key(&self, id: &str) -> Result<KeyHandleResponse, ClientError> {
-        self.http.get_json(&path(&format!("/key/{}", utf8_percent_encode(id, ID_PATH)))).await
+        self.http
+            .get_json(&path(&format!("/key/{}", utf8_percent_encode(id, ID_PATH))))
+            .await
     }
 
     pub async fn import(&self, request: &ImportRequest) -> Result<KeyHandleResponse, ClientError> {
@@ -57,15 +96,36 @@ impl KeydClient {
     }
 
     pub async fn public_key(&self, handle: &str) -> Result<PublicKeyResponse, ClientError> {
-        self.post("/publickey", &HandleRequest { key_handle: handle.into() }).await
+        self.post(
+            "/publickey",
+            &HandleRequest {
+                key_handle: handle.into(),
+            },
+        )
+        .await
     }
 
-    pub async fn sign(&self, handle: &str, algorithm: SignAlgorithm, input: SignInput<'_>) -> Result<Vec<u8>, ClientError> {
+    pub async fn sign(
+        &self,
+        handle: &str,
+        algorithm: SignAlgorithm,
+        input: SignInput<'_>,
+    ) -> Result<Vec<u8>, ClientError> {
         let (message, digest) = match input {
             SignInput::Message(m) => (Some(m.to_vec()), None),
             SignInput::Digest(d) => (None, Some(d.to_vec())),
         };
-        let r: SignResponse = self.post("/sign", &SignRequest { key_handle: handle.into(), algorithm, message, digest }).await?;
+        let r: SignResponse = self
+            .post(
+                "/sign",
+                &SignRequest {
+                    key_handle: handle.into(),
+                    algorithm,
+                    message,
+                    digest,
+                },
+            )
+            .await?;
         Ok(r.signature)
     }
 
@@ -80,37 +140,85 @@ impl KeydClient {
             SignInput::Message(m) => (Some(m.to_vec()), None),
             SignInput::Digest(d) => (None, Some(d.to_vec())),
         };
-        let req = VerifyRequest { key_handle: handle.into(), algorithm, message, digest, signature: signature.to_vec() };
+        let req = VerifyRequest {
+            key_handle: handle.into(),
+            algorithm,
+            message,
+            digest,
+            signature: signature.to_vec(),
+        };
         let r: VerifyResponse = self.post("/verify", &req).await?;
         Ok(r.valid)
     }
 
     /// A handle for HMAC-SHA256(base, label).
-    pub async fn derive(&self, base_handle: &str, label: &[u8]) -> Result<KeyHandleResponse, ClientError> {
-        self.post("/derive", &DeriveRequest { base_key_handle: base_handle.into(), label: label.to_vec() }).await
+    pub async fn derive(
+        &self,
+        base_handle: &str,
+        label: &[u8],
+    ) -> Result<KeyHandleResponse, ClientError> {
+        self.post(
+            "/derive",
+            &DeriveRequest {
+                base_key_handle: base_handle.into(),
+                label: label.to_vec(),
+            },
+        )
+        .await
     }
 
     /// The bytes of a derived key (only where keyd's config allows this caller).
     pub async fn export_derived(&self, handle: &str) -> Result<Zeroizing<Vec<u8>>, ClientError> {
-        let r: ExportResponse = self.post("/derive/export", &HandleRequest { key_handle: handle.into() }).await?;
+        let r: ExportResponse = self
+            .post(
+                "/derive/export",
+                &HandleRequest {
+                    key_handle: handle.into(),
+                },
+            )
+            .await?;
         Ok(Zeroizing::new(r.key))
     }
 
-    pub async fn encrypt(&self, handle: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let req = EncryptRequest { key_handle: handle.into(), plaintext: plaintext.to_vec(), aad: aad.to_vec() };
+    pub async fn encrypt(
+        &self,
+        handle: &str,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
+        let req = EncryptRequest {
+            key_handle: handle.into(),
+            plaintext: plaintext.to_vec(),
+            aad: aad.to_vec(),
+        };
         let r: EncryptResponse = self.post("/encrypt", &req).await?;
         Ok(r.ciphertext)
     }
 
-    pub async fn decrypt(&self, handle: &str, ciphertext: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, ClientError> {
-        let req = DecryptRequest { key_handle: handle.into(), ciphertext: ciphertext.to_vec(), aad: aad.to_vec() };
+    pub async fn decrypt(
+        &self,
+        handle: &str,
+        ciphertext: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        let req = DecryptRequest {
+            key_handle: handle.into(),
+            ciphertext: ciphertext.to_vec(),
+            aad: aad.to_vec(),
+        };
         let r: DecryptResponse = self.post("/decrypt", &req).await?;
         Ok(Zeroizing::new(r.plaintext))
     }
 
     pub async fn delete(&self, handle: &str) -> Result<(), ClientError> {
         self.http
-            .request_json::<(), _>(Method::POST, &path("/delete"), Some(&HandleRequest { key_handle: handle.into() }))
+            .request_json::<(), _>(
+                Method::POST,
+                &path("/delete"),
+                Some(&HandleRequest {
+                    key_handle: handle.into(),
+                }),
+            )
             .await
     }
 

@@ -66,7 +66,11 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_body_bytes: 64 * 1024, max_connections_per_uid: 32, request_timeout_secs: 30 }
+        LimitsConfig {
+            max_body_bytes: 64 * 1024,
+            max_connections_per_uid: 32,
+            request_timeout_secs: 30,
+        }
     }
 }
 
@@ -113,13 +117,25 @@ impl Config {
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Self, ConfigError> {
         let l = raw.limits;
         if l.max_body_bytes < 1024 || l.max_body_bytes > 16 << 20 {
-            return Err(ConfigError::invalid(file, "limits.max_body_bytes", "must be between 1024 and 16777216"));
+            return Err(ConfigError::invalid(
+                file,
+                "limits.max_body_bytes",
+                "must be between 1024 and 16777216",
+            ));
         }
         if l.max_connections_per_uid == 0 || l.max_connections_per_uid > 10_000 {
-            return Err(ConfigError::invalid(file, "limits.max_connections_per_uid", "must be between 1 and 10000"));
+            return Err(ConfigError::invalid(
+                file,
+                "limits.max_connections_per_uid",
+                "must be between 1 and 10000",
+            ));
         }
         if l.request_timeout_secs == 0 || l.request_timeout_secs > 3600 {
-            return Err(ConfigError::invalid(file, "limits.request_timeout_secs", "must be between 1 and 3600"));
+            return Err(ConfigError::invalid(
+                file,
+                "limits.request_timeout_secs",
+                "must be between 1 and 3600",
+            ));
         }
         // SAFETY: geteuid has no preconditions.
         let own_uid = unsafe { libc::geteuid() };
@@ -138,10 +154,18 @@ impl Config {
             };
             for pat in p.keys.iter().chain(&p.export) {
                 if pat.is_empty() || pat.len() > 200 {
-                    return Err(ConfigError::invalid(file, &format!("principal[{i}].keys"), "patterns must be 1 to 200 bytes"));
+                    return Err(ConfigError::invalid(
+                        file,
+                        &format!("principal[{i}].keys"),
+                        "patterns must be 1 to 200 bytes",
+                    ));
                 }
             }
-            principals.push(Principal { uid, keys: p.keys, export: p.export });
+            principals.push(Principal {
+                uid,
+                keys: p.keys,
+                export: p.export,
+            });
         }
         Ok(Config {
             file: file.to_owned(),
@@ -199,11 +223,26 @@ mod tests {
         for (text, needle) in [
             ("state_dir = \"s\"\n", "missing field `socket`"),
             ("socket = 5\nstate_dir = \"s\"\n", "key `socket`"),
-            ("socket = \"s\"\nstate_dir = \"s\"\n[store]\nbackend = \"hsm\"\n", "key `store.backend`"),
-            ("socket = \"s\"\nstate_dir = \"s\"\n[limits]\nmax_body_bytes = 1\n", "key `limits.max_body_bytes`"),
-            ("socket = \"s\"\nstate_dir = \"s\"\n[[principal]]\nuid = \"root\"\nkeys = []\n", "key `principal[0].uid`"),
-            ("socket = \"s\"\nstate_dir = \"s\"\n[[principal]]\nuid = 1\nkeys = [\"\"]\n", "key `principal[0].keys`"),
-            ("socket = \"s\"\nstate_dir = \"s\"\nsokcet = 1\n", "unknown field `sokcet`"),
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\n[store]\nbackend = \"hsm\"\n",
+                "key `store.backend`",
+            ),
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\n[limits]\nmax_body_bytes = 1\n",
+                "key `limits.max_body_bytes`",
+            ),
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\n[[principal]]\nuid = \"root\"\nkeys = []\n",
+                "key `principal[0].uid`",
+            ),
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\n[[principal]]\nuid = 1\nkeys = [\"\"]\n",
+                "key `principal[0].keys`",
+            ),
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\nsokcet = 1\n",
+                "unknown field `sokcet`",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.starts_with(FILE) && e.contains(needle), "{text:?}: {e}");

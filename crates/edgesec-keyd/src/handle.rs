@@ -46,11 +46,19 @@ impl HandleCodec {
     pub fn new(store: Arc<dyn KeyStore>) -> Result<Self, KeyError> {
         let id = KeyId::new(HANDLE_KEY_ID).expect("valid id");
         store.create_symmetric_key(&id, SymmetricUsage::HmacSha256)?;
-        Ok(HandleCodec { store, key: KeyRef::Stored(id), rng: SystemRandom::new() })
+        Ok(HandleCodec {
+            store,
+            key: KeyRef::Stored(id),
+            rng: SystemRandom::new(),
+        })
     }
 
     fn tag(&self, payload: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.store.sign(&self.key, SignAlgorithm::HmacSha256, SignInput::Message(payload))
+        self.store.sign(
+            &self.key,
+            SignAlgorithm::HmacSha256,
+            SignInput::Message(payload),
+        )
     }
 
     /// A new handle for `key`.
@@ -70,7 +78,11 @@ impl HandleCodec {
         })
         .expect("serializable");
         let tag = self.tag(&payload)?;
-        Ok(format!("v1.{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag)))
+        Ok(format!(
+            "v1.{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        ))
     }
 
     /// The key a handle names, after checking its tag. `Err(Ok(InvalidHandle))` for a handle
@@ -92,14 +104,23 @@ impl HandleCodec {
         };
         let valid = self
             .store
-            .verify(&self.key, SignAlgorithm::HmacSha256, SignInput::Message(&payload), &tag)
+            .verify(
+                &self.key,
+                SignAlgorithm::HmacSha256,
+                SignInput::Message(&payload),
+                &tag,
+            )
             .map_err(Err)?;
         if !valid {
             return invalid();
         }
         // From here on the payload is our own writing; a parse failure would be our bug.
-        let Ok(p) = serde_json::from_slice::<Payload>(&payload) else { return invalid() };
-        let Ok(id) = KeyId::new(p.id) else { return invalid() };
+        let Ok(p) = serde_json::from_slice::<Payload>(&payload) else {
+            return invalid();
+        };
+        let Ok(id) = KeyId::new(p.id) else {
+            return invalid();
+        };
         match p.label {
             None => Ok(KeyRef::Stored(id)),
             Some(l) => match URL_SAFE_NO_PAD.decode(l) {
@@ -129,7 +150,10 @@ mod tests {
         let h2 = c.issue(&k).unwrap();
         assert_ne!(h1, h2);
         assert_eq!(c.open(&h1).unwrap(), k);
-        let d = KeyRef::Derived { base: KeyId::new("a").unwrap(), label: b"m:1:primary".to_vec() };
+        let d = KeyRef::Derived {
+            base: KeyId::new("a").unwrap(),
+            label: b"m:1:primary".to_vec(),
+        };
         assert_eq!(c.open(&c.issue(&d).unwrap()).unwrap(), d);
     }
 
@@ -146,7 +170,9 @@ mod tests {
         let last = flipped.len() - 2;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
         let (_d2, other_codec) = codec();
-        let foreign = other_codec.issue(&KeyRef::Stored(KeyId::new("a").unwrap())).unwrap();
+        let foreign = other_codec
+            .issue(&KeyRef::Stored(KeyId::new("a").unwrap()))
+            .unwrap();
         for bad in [
             String::new(),
             "v1".into(),

@@ -16,7 +16,11 @@ use tokio::signal::unix::{SignalKind, signal};
 const SOCKET_MODE: u32 = 0o660;
 
 #[derive(Parser)]
-#[command(name = "edgesec-keyd", version, about = "edgesec key service: keeps the device's keys and uses them for its callers")]
+#[command(
+    name = "edgesec-keyd",
+    version,
+    about = "edgesec key service: keeps the device's keys and uses them for its callers"
+)]
 struct Args {
     /// Path of keyd.toml.
     #[arg(long, short)]
@@ -27,7 +31,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDGESEC_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("EDGESEC_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -38,8 +43,13 @@ fn main() -> ExitCode {
             return ExitCode::from(edgesec_config::EXIT_CONFIG as u8);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
-    match runtime.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(run(config))) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(run(config)))
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgesec-keyd: {e}");
@@ -50,9 +60,12 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     let store: Arc<dyn KeyStore> = match config.store.backend {
-        Backend::Soft => Arc::new(SoftKeyStore::open(&config.state_dir).map_err(|e| e.to_string())?),
+        Backend::Soft => {
+            Arc::new(SoftKeyStore::open(&config.state_dir).map_err(|e| e.to_string())?)
+        }
     };
-    let service = KeyService::new(store, config.principals.clone()).map_err(|e| format!("cannot start: {e}"))?;
+    let service = KeyService::new(store, config.principals.clone())
+        .map_err(|e| format!("cannot start: {e}"))?;
     let listener = bind_unix_socket(&config.socket, SOCKET_MODE, config.socket_group)
         .map_err(|e| format!("cannot listen on {}: {e}", config.socket.display()))?;
     let limits = ServerLimits {

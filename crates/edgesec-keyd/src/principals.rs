@@ -21,12 +21,16 @@ impl Principals {
 
     /// True when `uid` may use the key `id`.
     pub fn may_use(&self, uid: u32, id: &str) -> bool {
-        self.0.iter().any(|p| p.uid == uid && p.keys.iter().any(|pat| glob(pat, id)))
+        self.0
+            .iter()
+            .any(|p| p.uid == uid && p.keys.iter().any(|pat| glob(pat, id)))
     }
 
     /// True when `uid` may export keys derived from `id`.
     pub fn may_export(&self, uid: u32, id: &str) -> bool {
-        self.0.iter().any(|p| p.uid == uid && p.export.iter().any(|pat| glob(pat, id)))
+        self.0
+            .iter()
+            .any(|p| p.uid == uid && p.export.iter().any(|pat| glob(pat, id)))
     }
 }
 
@@ -77,7 +81,11 @@ mod tests {
 
     #[test]
     fn grants_are_per_uid() {
-        let p = Principals::new(vec![Principal { uid: 5, keys: vec!["m/*".into()], export: vec!["m/dev".into()] }]);
+        let p = Principals::new(vec![Principal {
+            uid: 5,
+            keys: vec!["m/*".into()],
+            export: vec!["m/dev".into()],
+        }]);
         assert!(p.may_use(5, "m/x"));
         assert!(!p.may_use(6, "m/x"));
         assert!(!p.may_use(5, "other"));

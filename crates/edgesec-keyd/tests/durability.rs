@@ -16,12 +16,37 @@ fn thirty_two_concurrent_clients() {
             let c = KeydClient::new(keyd.socket());
             tasks.push(tokio::spawn(async move {
                 let shared = c.create_key_pair("shared", None).await.unwrap();
-                let own = c.create_key(&format!("own/{i}"), SymmetricUsage::HmacSha256).await.unwrap();
+                let own = c
+                    .create_key(&format!("own/{i}"), SymmetricUsage::HmacSha256)
+                    .await
+                    .unwrap();
                 for j in 0..20 {
                     let m = format!("{i}/{j}");
-                    let sig = c.sign(&shared.key_handle, SignAlgorithm::EcdsaSha256, SignInput::Message(m.as_bytes())).await.unwrap();
-                    assert!(c.verify(&shared.key_handle, SignAlgorithm::EcdsaSha256, SignInput::Message(m.as_bytes()), &sig).await.unwrap());
-                    c.sign(&own.key_handle, SignAlgorithm::HmacSha256, SignInput::Message(m.as_bytes())).await.unwrap();
+                    let sig = c
+                        .sign(
+                            &shared.key_handle,
+                            SignAlgorithm::EcdsaSha256,
+                            SignInput::Message(m.as_bytes()),
+                        )
+                        .await
+                        .unwrap();
+                    assert!(
+                        c.verify(
+                            &shared.key_handle,
+                            SignAlgorithm::EcdsaSha256,
+                            SignInput::Message(m.as_bytes()),
+                            &sig
+                        )
+                        .await
+                        .unwrap()
+                    );
+                    c.sign(
+                        &own.key_handle,
+                        SignAlgorithm::HmacSha256,
+                        SignInput::Message(m.as_bytes()),
+                    )
+                    .await
+                    .unwrap();
                 }
                 c.public_key(&shared.key_handle).await.unwrap().spki
             }));
@@ -30,7 +55,10 @@ fn thirty_two_concurrent_clients() {
         for t in tasks {
             spkis.push(t.await.unwrap());
         }
-        assert!(spkis.windows(2).all(|w| w[0] == w[1]), "all 32 creators got one key");
+        assert!(
+            spkis.windows(2).all(|w| w[0] == w[1]),
+            "all 32 creators got one key"
+        );
         assert_eq!(keyd.client.list().await.unwrap().len(), 33);
     });
 }
@@ -41,10 +69,17 @@ fn a_restart_keeps_every_key_and_every_handle() {
     let (pair, mac, child, ct, sig) = rt().block_on(async {
         let c = &keyd.client;
         let pair = c.create_key_pair("p", None).await.unwrap().key_handle;
-        let mac = c.create_key("m", SymmetricUsage::HmacSha256).await.unwrap().key_handle;
+        let mac = c
+            .create_key("m", SymmetricUsage::HmacSha256)
+            .await
+            .unwrap()
+            .key_handle;
         let child = c.derive(&mac, b"l").await.unwrap().key_handle;
         let ct = c.encrypt(&child, b"kept", b"").await.unwrap();
-        let sig = c.sign(&mac, SignAlgorithm::HmacSha256, SignInput::Message(b"x")).await.unwrap();
+        let sig = c
+            .sign(&mac, SignAlgorithm::HmacSha256, SignInput::Message(b"x"))
+            .await
+            .unwrap();
         (pair, mac, child, ct, sig)
     });
     let spki = rt().block_on(keyd.client.public_key(&pair)).unwrap().spki;
@@ -52,7 +87,12 @@ fn a_restart_keeps_every_key_and_every_handle() {
     rt().block_on(async {
         let c = KeydClient::new(keyd.socket());
         assert_eq!(c.public_key(&pair).await.unwrap().spki, spki);
-        assert_eq!(c.sign(&mac, SignAlgorithm::HmacSha256, SignInput::Message(b"x")).await.unwrap(), sig);
+        assert_eq!(
+            c.sign(&mac, SignAlgorithm::HmacSha256, SignInput::Message(b"x"))
+                .await
+                .unwrap(),
+            sig
+        );
         assert_eq!(&*c.decrypt(&child, &ct, b"").await.unwrap(), b"kept");
         assert_eq!(c.list().await.unwrap().len(), 2);
     });
@@ -69,8 +109,14 @@ fn kill_9_during_key_creation_leaves_a_store_that_loads() {
             let mut tasks = Vec::new();
             for i in 0..400 {
                 let c = c.clone();
-                let alg = if i % 10 == 0 { Some(edgesec_keys::KeyPairAlgorithm::Rsa2048) } else { None };
-                tasks.push(tokio::spawn(async move { c.create_key_pair(&format!("k/{i}"), alg).await.is_ok() }));
+                let alg = if i % 10 == 0 {
+                    Some(edgesec_keys::KeyPairAlgorithm::Rsa2048)
+                } else {
+                    None
+                };
+                tasks.push(tokio::spawn(async move {
+                    c.create_key_pair(&format!("k/{i}"), alg).await.is_ok()
+                }));
             }
             let mut ok = 0;
             for t in tasks {
@@ -90,15 +136,32 @@ fn kill_9_during_key_creation_leaves_a_store_that_loads() {
     rt().block_on(async {
         let c = KeydClient::new(keyd.socket());
         let listed = c.list().await.unwrap();
-        assert!(listed.len() >= created, "every acknowledged creation survived ({} < {created})", listed.len());
+        assert!(
+            listed.len() >= created,
+            "every acknowledged creation survived ({} < {created})",
+            listed.len()
+        );
         // every stored key loads and signs: no torn file
         for k in &listed {
-            let h = c.load_key_pair(&k.key_id).await.unwrap_or_else(|e| panic!("{}: {e}", k.key_id));
-            let alg = if k.algorithm == "rsa-2048" { SignAlgorithm::RsaPkcs1Sha256 } else { SignAlgorithm::EcdsaSha256 };
-            c.sign(&h.key_handle, alg, SignInput::Message(b"x")).await.unwrap();
+            let h = c
+                .load_key_pair(&k.key_id)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", k.key_id));
+            let alg = if k.algorithm == "rsa-2048" {
+                SignAlgorithm::RsaPkcs1Sha256
+            } else {
+                SignAlgorithm::EcdsaSha256
+            };
+            c.sign(&h.key_handle, alg, SignInput::Message(b"x"))
+                .await
+                .unwrap();
         }
     });
     // no temporary files are left beside the keys
-    let leftovers: Vec<_> = std::fs::read_dir(&keys_dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&keys_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

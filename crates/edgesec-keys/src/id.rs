@@ -23,7 +23,11 @@ impl KeyId {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/+=".contains(&b))
         {
             Some("may hold only ASCII letters, digits and -_.:@/+=")
-        } else if id.starts_with(['.', '/']) || id.ends_with('/') || id.contains("..") || id.contains("//") {
+        } else if id.starts_with(['.', '/'])
+            || id.ends_with('/')
+            || id.contains("..")
+            || id.contains("//")
+        {
             Some("may not start with '.' or '/', end with '/', or contain '..' or '//'")
         } else {
             None

@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 
 use super::{KeyService, key_error, ok};
 use crate::api::{
-    CreateKeyPairRequest, CreateKeyRequest, HandleRequest, ImportRequest, KeyEntry, KeyHandleResponse,
-    KeyType, ListResponse,
+    CreateKeyPairRequest, CreateKeyRequest, HandleRequest, ImportRequest, KeyEntry,
+    KeyHandleResponse, KeyType, ListResponse,
 };
 use crate::handle::RESERVED_PREFIX;
 
@@ -22,17 +22,33 @@ pub(super) fn entry(info: &KeyInfo) -> KeyEntry {
         KeyKind::KeyPair(a) => (KeyType::KeyPair, a.as_str()),
         KeyKind::Symmetric(u) => (KeyType::Symmetric, u.as_str()),
     };
-    KeyEntry { key_id: info.id.to_string(), key_type, algorithm: algorithm.to_owned() }
+    KeyEntry {
+        key_id: info.id.to_string(),
+        key_type,
+        algorithm: algorithm.to_owned(),
+    }
 }
 
 impl KeyService {
     pub(super) fn handle_response(&self, info: &KeyInfo) -> Result<Response, ApiError> {
-        let key_handle = self.handles.issue(&KeyRef::Stored(info.id.clone())).map_err(|e| key_error(&e))?;
+        let key_handle = self
+            .handles
+            .issue(&KeyRef::Stored(info.id.clone()))
+            .map_err(|e| key_error(&e))?;
         let e = entry(info);
-        Ok(ok(&KeyHandleResponse { key_handle, key_id: e.key_id, key_type: e.key_type, algorithm: e.algorithm }))
+        Ok(ok(&KeyHandleResponse {
+            key_handle,
+            key_id: e.key_id,
+            key_type: e.key_type,
+            algorithm: e.algorithm,
+        }))
     }
 
-    pub(super) async fn create_key_pair(&self, uid: u32, req: &Request) -> Result<Response, ApiError> {
+    pub(super) async fn create_key_pair(
+        &self,
+        uid: u32,
+        req: &Request,
+    ) -> Result<Response, ApiError> {
         let body: CreateKeyPairRequest = parse_json_body(req)?;
         let id = self.authorize_id(uid, &body.key_id)?;
         let alg = body.algorithm.unwrap_or_default();
@@ -43,19 +59,32 @@ impl KeyService {
     pub(super) async fn create_key(&self, uid: u32, req: &Request) -> Result<Response, ApiError> {
         let body: CreateKeyRequest = parse_json_body(req)?;
         let id = self.authorize_id(uid, &body.key_id)?;
-        let info = self.blocking(move |s| s.create_symmetric_key(&id, body.usage)).await?;
+        let info = self
+            .blocking(move |s| s.create_symmetric_key(&id, body.usage))
+            .await?;
         self.handle_response(&info)
     }
 
     /// `GET /keypair/{id}` and `GET /key/{id}`: a handle for an existing key of that type.
-    pub(super) fn load_key(&self, uid: u32, id: &str, key_pair: bool) -> Result<Response, ApiError> {
+    pub(super) fn load_key(
+        &self,
+        uid: u32,
+        id: &str,
+        key_pair: bool,
+    ) -> Result<Response, ApiError> {
         let id = self.authorize_id(uid, id)?;
         let info = self.store.key_info(&id).map_err(|e| key_error(&e))?;
         match (info.kind, key_pair) {
-            (KeyKind::KeyPair(_), true) | (KeyKind::Symmetric(_), false) => self.handle_response(&info),
+            (KeyKind::KeyPair(_), true) | (KeyKind::Symmetric(_), false) => {
+                self.handle_response(&info)
+            }
             _ => Err(ApiError::not_found_msg(format!(
                 "key {id:?} is not a {}",
-                if key_pair { "key pair" } else { "symmetric key" }
+                if key_pair {
+                    "key pair"
+                } else {
+                    "symmetric key"
+                }
             ))),
         }
     }
@@ -67,8 +96,14 @@ impl KeyService {
             (Some(uri), None, None, None) => ImportMaterial::Pem(read_key_file(uid, &uri)?),
             (None, Some(pem), None, None) => ImportMaterial::Pem(Zeroizing::new(pem.into_bytes())),
             (None, None, Some(bytes), None) => ImportMaterial::Pkcs8Der(Zeroizing::new(bytes)),
-            (None, None, Some(bytes), Some(usage)) => ImportMaterial::Symmetric(usage, Zeroizing::new(bytes)),
-            (None, None, None, Some(_)) => return Err(ApiError::bad_request("usage is given but keyBytes is missing")),
+            (None, None, Some(bytes), Some(usage)) => {
+                ImportMaterial::Symmetric(usage, Zeroizing::new(bytes))
+            }
+            (None, None, None, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "usage is given but keyBytes is missing",
+                ));
+            }
             _ => {
                 return Err(ApiError::bad_request(
                     "give exactly one key source: uri, pem, or keyBytes (with usage for a symmetric key)",
@@ -83,7 +118,9 @@ impl KeyService {
         let body: HandleRequest = parse_json_body(req)?;
         let key = self.authorize_handle(uid, &body.key_handle)?;
         let KeyRef::Stored(id) = key else {
-            return Err(ApiError::bad_request("a derived key is not stored and cannot be deleted"));
+            return Err(ApiError::bad_request(
+                "a derived key is not stored and cannot be deleted",
+            ));
         };
         self.blocking(move |s| s.delete(&id)).await?;
         Ok(http::Response::builder()
@@ -97,7 +134,10 @@ impl KeyService {
         let keys = self.blocking(|s| s.list()).await?;
         let keys = keys
             .iter()
-            .filter(|k| !k.id.as_str().starts_with(RESERVED_PREFIX) && self.principals.may_use(uid, k.id.as_str()))
+            .filter(|k| {
+                !k.id.as_str().starts_with(RESERVED_PREFIX)
+                    && self.principals.may_use(uid, k.id.as_str())
+            })
             .map(entry)
             .collect();
         Ok(ok(&ListResponse { keys }))
@@ -112,7 +152,9 @@ fn read_key_file(uid: u32, uri: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         .strip_prefix("file://")
         .filter(|p| p.starts_with('/'))
         .ok_or_else(|| ApiError::bad_request("uri must be file:// followed by an absolute path"))?;
-    let unreadable = |e: std::io::Error| ApiError::bad_request(format!("cannot read the key file: {}", e.kind()));
+    let unreadable = |e: std::io::Error| {
+        ApiError::bad_request(format!("cannot read the key file: {}", e.kind()))
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -120,13 +162,18 @@ fn read_key_file(uid: u32, uri: &str) -> Result<Zeroizing<Vec<u8>>, ApiError> {
         .map_err(unreadable)?;
     let meta = file.metadata().map_err(unreadable)?;
     if uid != 0 && meta.uid() != uid {
-        return Err(ApiError::forbidden("the key file must be owned by the caller"));
+        return Err(ApiError::forbidden(
+            "the key file must be owned by the caller",
+        ));
     }
     if !meta.is_file() || meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(ApiError::bad_request("the key file must be a regular file of at most 64 KiB"));
+        return Err(ApiError::bad_request(
+            "the key file must be a regular file of at most 64 KiB",
+        ));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
-    file.take(MAX_KEY_FILE_BYTES).read_to_end(&mut buf).map_err(unreadable)?;
+    file.take(MAX_KEY_FILE_BYTES)
+        .read_to_end(&mut buf)
+        .map_err(unreadable)?;
     Ok(buf)
 }
-

@@ -7,7 +7,9 @@ mod keys;
 
 use std::sync::Arc;
 
-use edgesec_http::{ApiError, Handler, Peer, Request, Response, api_version, json_response, path_segments};
+use edgesec_http::{
+    ApiError, Handler, Peer, Request, Response, api_version, json_response, path_segments,
+};
 use edgesec_keys::{KeyError, KeyId, KeyRef, KeyStore};
 use http::{Method, StatusCode};
 use serde::Serialize;
@@ -27,7 +29,11 @@ pub struct KeyService {
 impl KeyService {
     pub fn new(store: Arc<dyn KeyStore>, principals: Principals) -> Result<Self, KeyError> {
         let handles = HandleCodec::new(store.clone())?;
-        Ok(KeyService { store, handles, principals })
+        Ok(KeyService {
+            store,
+            handles,
+            principals,
+        })
     }
 
     async fn route(&self, peer: &Peer, req: &Request) -> Result<Response, ApiError> {
@@ -37,9 +43,13 @@ impl KeyService {
         let uid = peer.caller.uid;
         match (req.method(), segs.as_slice()) {
             (&Method::POST, ["keypair"]) => self.create_key_pair(uid, req).await,
-            (&Method::GET, ["keypair", id @ ..]) if !id.is_empty() => self.load_key(uid, &id.join("/"), true),
+            (&Method::GET, ["keypair", id @ ..]) if !id.is_empty() => {
+                self.load_key(uid, &id.join("/"), true)
+            }
             (&Method::POST, ["key"]) => self.create_key(uid, req).await,
-            (&Method::GET, ["key", id @ ..]) if !id.is_empty() => self.load_key(uid, &id.join("/"), false),
+            (&Method::GET, ["key", id @ ..]) if !id.is_empty() => {
+                self.load_key(uid, &id.join("/"), false)
+            }
             (&Method::POST, ["import"]) => self.import(uid, req).await,
             (&Method::POST, ["delete"]) => self.delete(uid, req).await,
             (&Method::GET, ["keys"]) => self.list(uid).await,
@@ -51,11 +61,14 @@ impl KeyService {
             (&Method::POST, ["derive", "export"]) => self.export(uid, req),
             (&Method::POST, ["encrypt"]) => self.encrypt(uid, req),
             (&Method::POST, ["decrypt"]) => self.decrypt(uid, req),
-            (_, [
-                "keypair" | "key" | "import" | "delete" | "keys" | "capabilities" | "publickey" | "sign"
-                | "verify" | "derive" | "encrypt" | "decrypt",
-                ..,
-            ]) => Err(ApiError::method_not_allowed()),
+            (
+                _,
+                [
+                    "keypair" | "key" | "import" | "delete" | "keys" | "capabilities" | "publickey"
+                    | "sign" | "verify" | "derive" | "encrypt" | "decrypt",
+                    ..,
+                ],
+            ) => Err(ApiError::method_not_allowed()),
             _ => Err(ApiError::not_found()),
         }
     }
@@ -69,11 +82,15 @@ impl KeyService {
 
     fn authorize(&self, uid: u32, id: &KeyId) -> Result<(), ApiError> {
         if id.as_str().starts_with(RESERVED_PREFIX) {
-            return Err(ApiError::forbidden(format!("key ids starting with {RESERVED_PREFIX:?} are reserved")));
+            return Err(ApiError::forbidden(format!(
+                "key ids starting with {RESERVED_PREFIX:?} are reserved"
+            )));
         }
         if !self.principals.may_use(uid, id.as_str()) {
             tracing::info!(uid, key = %id, "refused: uid may not use key");
-            return Err(ApiError::forbidden(format!("uid {uid} may not use key {id:?}")));
+            return Err(ApiError::forbidden(format!(
+                "uid {uid} may not use key {id:?}"
+            )));
         }
         Ok(())
     }

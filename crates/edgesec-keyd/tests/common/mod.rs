@@ -26,7 +26,11 @@ impl Keyd {
     pub fn start(extra: &str) -> Keyd {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("keyd.toml"), config(extra)).unwrap();
-        let mut k = Keyd { client: KeydClient::new(dir.path().join("run/keyd.sock")), dir, child: None };
+        let mut k = Keyd {
+            client: KeydClient::new(dir.path().join("run/keyd.sock")),
+            dir,
+            child: None,
+        };
         k.spawn().expect("keyd starts");
         k
     }
@@ -59,7 +63,11 @@ impl Keyd {
             if let Some(status) = child.try_wait().unwrap() {
                 return Err((status.code(), self.log()));
             }
-            assert!(Instant::now() < deadline, "keyd did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "keyd did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -73,7 +81,11 @@ impl Keyd {
         if let Some(mut c) = self.child.take() {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let status = c.wait().unwrap();
-            assert!(status.success(), "keyd exited with {status}: {}", self.log());
+            assert!(
+                status.success(),
+                "keyd exited with {status}: {}",
+                self.log()
+            );
         }
     }
 
@@ -90,7 +102,13 @@ impl Keyd {
     }
 
     /// A raw request through curl: (status, body). `as_uid` runs curl as that uid and gid.
-    pub fn curl(&self, method: &str, path: &str, body: Option<&str>, as_uid: Option<u32>) -> (u16, String) {
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        as_uid: Option<u32>,
+    ) -> (u16, String) {
         curl(&self.socket(), method, path, body, as_uid)
     }
 }
@@ -101,12 +119,25 @@ impl Drop for Keyd {
     }
 }
 
-pub fn curl(socket: &Path, method: &str, path: &str, body: Option<&str>, as_uid: Option<u32>) -> (u16, String) {
+pub fn curl(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    as_uid: Option<u32>,
+) -> (u16, String) {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-w", "\n%{http_code}", "--max-time", "60", "--unix-socket"])
-        .arg(socket)
-        .args(["-X", method, &format!("http://localhost{path}")]);
+    cmd.args([
+        "-s",
+        "-w",
+        "\n%{http_code}",
+        "--max-time",
+        "60",
+        "--unix-socket",
+    ])
+    .arg(socket)
+    .args(["-X", method, &format!("http://localhost{path}")]);
     if let Some(b) = body {
         cmd.args(["-H", "content-type: application/json", "--data-binary", b]);
     }
@@ -122,9 +153,16 @@ pub fn curl(socket: &Path, method: &str, path: &str, body: Option<&str>, as_uid:
 
 /// True when a tool is on PATH; when it is not, a test may skip, except in CI.
 pub fn have(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is required in CI but is not installed");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is required in CI but is not installed"
+        );
         eprintln!("skipping: {tool} is not installed");
     }
     found
@@ -149,5 +187,9 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
