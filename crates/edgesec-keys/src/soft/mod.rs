@@ -11,7 +11,6 @@
 //! Keys are decrypted once, on first use, and kept parsed in memory; the cache is read-locked
 //! only for a map lookup, never across a cryptographic operation.
 
-mod fs;
 mod material;
 mod record;
 mod sign;
@@ -23,6 +22,8 @@ use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::digest;
 use zeroize::Zeroizing;
+
+use edgesec_state as fs;
 
 use crate::{
     Capabilities, ImportMaterial, KeyError, KeyId, KeyInfo, KeyKind, KeyPairAlgorithm, KeyRef,
@@ -36,26 +37,26 @@ pub struct SoftKeyStore {
     keys_dir: PathBuf,
     master: MasterKey,
     cache: RwLock<HashMap<KeyId, Arc<Material>>>,
-    _lock: fs::StoreLock,
+    _lock: fs::DirLock,
 }
 
 impl SoftKeyStore {
     /// Opens the store in `dir`, creating it (and its master key) on first use. Refuses a
     /// directory or master key file that others could read or change, naming the path.
     pub fn open(dir: &Path) -> Result<Self> {
-        fs::ensure_private_dir(dir)?;
-        let lock = fs::StoreLock::acquire(dir)?;
+        fs::ensure_private_dir(dir).map_err(backend)?;
+        let lock = fs::DirLock::acquire(dir).map_err(backend)?;
         let keys_dir = dir.join("keys");
-        fs::ensure_private_dir(&keys_dir)?;
+        fs::ensure_private_dir(&keys_dir).map_err(backend)?;
         fs::remove_stale_temp_files(dir);
         fs::remove_stale_temp_files(&keys_dir);
 
         let master_path = dir.join("master.key");
         if !master_path.exists() {
             let (_, bytes) = Material::generate_symmetric(SymmetricUsage::Aes256Gcm)?;
-            fs::write_new(&master_path, &bytes)?;
+            fs::write_new(&master_path, &bytes).map_err(backend)?;
         }
-        fs::check_private(&master_path, false)?;
+        fs::check_private(&master_path, false).map_err(backend)?;
         let bytes = Zeroizing::new(std::fs::read(&master_path).map_err(|e| {
             KeyError::Backend(format!("cannot read {}: {e}", master_path.display()))
         })?);
@@ -144,12 +145,16 @@ impl SoftKeyStore {
     ) -> Result<(Arc<Material>, bool)> {
         let path = self.path_of(id);
         let sealed = record::seal(&self.master, id, material.kind(), stored)?;
-        if fs::write_new(&path, &sealed)? {
+        if fs::write_new(&path, &sealed).map_err(backend)? {
             Ok((self.remember(id, &path, material), true))
         } else {
             Ok((self.load(id)?, false))
         }
     }
+}
+
+fn backend(e: fs::StateError) -> KeyError {
+    KeyError::Backend(e.0)
 }
 
 fn info(id: &KeyId, m: &Material) -> KeyInfo {

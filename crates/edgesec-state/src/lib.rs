@@ -1,15 +1,27 @@
-//! File system rules of the software store: private directories, atomic writes that never
-//! replace an existing key, and the permission check that refuses an unsafe store.
+//! Crash-safe state files. Every edgesec state file is written through here: a crash at any
+//! point leaves the old or the new content, never a torn file. Directories are 0700 and files
+//! 0600, and a directory or file that others could change is refused by name.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::KeyError;
+/// A state file problem, with the path in the message: for the operator's log, never for an
+/// API caller.
+#[derive(Debug)]
+pub struct StateError(pub String);
 
-/// Creates `dir` with mode 0700 if absent, then checks it is safe to keep keys in.
-pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// Creates `dir` with mode 0700 if absent, then checks it is safe to keep state in.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), StateError> {
     match fs::symlink_metadata(dir) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -17,13 +29,10 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| KeyError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| StateError(format!("cannot create {}: {e}", dir.display())))?;
         }
         Err(e) => {
-            return Err(KeyError::Backend(format!(
-                "cannot read {}: {e}",
-                dir.display()
-            )));
+            return Err(StateError(format!("cannot read {}: {e}", dir.display())));
         }
     }
     check_private(dir, true)
@@ -31,15 +40,15 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
 
 /// Refuses a path that others could tamper with: a symlink, a directory writable by group or
 /// others, a file readable by anyone but its owner, or one owned by another user.
-pub(crate) fn check_private(path: &Path, is_dir: bool) -> Result<(), KeyError> {
+pub fn check_private(path: &Path, is_dir: bool) -> Result<(), StateError> {
     let refuse = |why: String| {
-        Err(KeyError::Backend(format!(
+        Err(StateError(format!(
             "refusing to use {}: {why}",
             path.display()
         )))
     };
     let meta = fs::symlink_metadata(path)
-        .map_err(|e| KeyError::Backend(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| StateError(format!("cannot read {}: {e}", path.display())))?;
     if meta.file_type().is_symlink() {
         return refuse("it is a symbolic link".into());
     }
@@ -57,7 +66,7 @@ pub(crate) fn check_private(path: &Path, is_dir: bool) -> Result<(), KeyError> {
     let euid = unsafe { libc::geteuid() };
     if meta.uid() != euid {
         return refuse(format!(
-            "it is owned by uid {} but the key service runs as uid {euid}",
+            "it is owned by uid {} but this process runs as uid {euid}",
             meta.uid()
         ));
     }
@@ -82,11 +91,10 @@ pub(crate) fn check_private(path: &Path, is_dir: bool) -> Result<(), KeyError> {
 
 /// Writes `data` to `path` only if `path` does not exist yet, atomically: the file appears
 /// whole or not at all, even across a crash. Returns `Ok(false)` when `path` already existed.
-pub(crate) fn write_new(path: &Path, data: &[u8]) -> Result<bool, KeyError> {
-    let dir = path.parent().expect("store files live in a directory");
+pub fn write_new(path: &Path, data: &[u8]) -> Result<bool, StateError> {
+    let dir = path.parent().expect("state files live in a directory");
     let tmp = temp_path(path);
-    let io_err =
-        |what: &str, e: io::Error| KeyError::Backend(format!("{what} {}: {e}", tmp.display()));
+    let io_err = |what: &str, e: io::Error| StateError(format!("{what} {}: {e}", tmp.display()));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -102,7 +110,7 @@ pub(crate) fn write_new(path: &Path, data: &[u8]) -> Result<bool, KeyError> {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    // link() refuses to replace an existing name, so two creators of one key id cannot both win.
+    // link() refuses to replace an existing name, so two creators of one file cannot both win.
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
     match linked {
@@ -111,24 +119,49 @@ pub(crate) fn write_new(path: &Path, data: &[u8]) -> Result<bool, KeyError> {
             Ok(true)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(KeyError::Backend(format!(
-            "cannot link {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(StateError(format!("cannot link {}: {e}", path.display()))),
     }
 }
 
+/// Writes `data` to `path`, replacing what was there, atomically (temp file, fsync, rename,
+/// fsync of the directory). The file gets `mode`.
+pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> Result<(), StateError> {
+    let dir = path.parent().expect("state files live in a directory");
+    let tmp = temp_path(path);
+    let io_err = |what: &str, e: io::Error| StateError(format!("{what} {}: {e}", tmp.display()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| io_err("cannot create", e))?;
+    let written = file
+        .write_all(data)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_err("cannot write", e));
+    drop(file);
+    let renamed = written.and_then(|()| {
+        fs::rename(&tmp, path)
+            .map_err(|e| StateError(format!("cannot rename to {}: {e}", path.display())))
+    });
+    if let Err(e) = renamed {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
 /// Removes `path` and makes the removal durable.
-pub(crate) fn remove(path: &Path) -> io::Result<()> {
+pub fn remove(path: &Path) -> io::Result<()> {
     fs::remove_file(path)?;
-    sync_dir(path.parent().expect("store files live in a directory"))
+    sync_dir(path.parent().expect("state files live in a directory"))
         .map_err(|e| io::Error::other(e.to_string()))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), KeyError> {
+fn sync_dir(dir: &Path) -> Result<(), StateError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| KeyError::Backend(format!("cannot sync {}: {e}", dir.display())))
+        .map_err(|e| StateError(format!("cannot sync {}: {e}", dir.display())))
 }
 
 /// A temporary name beside `path`, unique within this process.
@@ -136,12 +169,12 @@ fn temp_path(path: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
 /// Deletes temporary files that a crash left behind. Only safe while the store lock is held.
-pub(crate) fn remove_stale_temp_files(dir: &Path) {
+pub fn remove_stale_temp_files(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -157,12 +190,12 @@ pub(crate) fn remove_stale_temp_files(dir: &Path) {
     }
 }
 
-/// Holds an exclusive lock on the store for the life of the value, so that two key services
-/// never share one store.
-pub(crate) struct StoreLock(#[allow(dead_code)] File);
+/// Holds an exclusive lock on a state directory for the life of the value, so that two
+/// processes never share one.
+pub struct DirLock(#[allow(dead_code)] File);
 
-impl StoreLock {
-    pub(crate) fn acquire(dir: &Path) -> Result<Self, KeyError> {
+impl DirLock {
+    pub fn acquire(dir: &Path) -> Result<Self, StateError> {
         use std::os::fd::AsRawFd;
         let path = dir.join("lock");
         let file = OpenOptions::new()
@@ -172,16 +205,16 @@ impl StoreLock {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| KeyError::Backend(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| StateError(format!("cannot open {}: {e}", path.display())))?;
         // SAFETY: flock on a file descriptor we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
-            return Err(KeyError::Backend(format!(
-                "the key store {} is in use by another process",
+            return Err(StateError(format!(
+                "{} is in use by another process",
                 dir.display()
             )));
         }
-        Ok(StoreLock(file))
+        Ok(DirLock(file))
     }
 }
 
@@ -201,6 +234,20 @@ mod tests {
             0o600
         );
         // no temporary file is left behind
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_replace_swaps_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        write_replace(&p, b"old", 0o600).unwrap();
+        write_replace(&p, b"new", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
