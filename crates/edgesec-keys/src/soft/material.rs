@@ -127,9 +127,19 @@ impl Material {
 }
 
 pub(crate) fn symmetric(usage: SymmetricUsage, bytes: &[u8]) -> Result<Material, KeyError> {
-    if bytes.len() != 32 {
+    // HMAC keys from elsewhere (IoT Hub SAS keys) come in several lengths; AES-256 is 32 bytes.
+    let (min, max) = match usage {
+        SymmetricUsage::HmacSha256 => (16, 128),
+        SymmetricUsage::Aes256Gcm => (32, 32),
+    };
+    if bytes.len() < min || bytes.len() > max {
+        let want = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
         return Err(KeyError::InvalidInput(format!(
-            "a {} key must be 32 bytes, got {}",
+            "a {} key must be {want} bytes, got {}",
             usage.as_str(),
             bytes.len()
         )));

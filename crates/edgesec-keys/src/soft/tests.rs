@@ -330,11 +330,26 @@ fn import_pem_der_and_raw_keys() {
         );
         assert!(matches!(r, Err(KeyError::InvalidInput(_))), "{bad:?}");
     }
-    let r = s.import(
-        &id("bad"),
-        ImportMaterial::Symmetric(SymmetricUsage::HmacSha256, Zeroizing::new(vec![1; 16])),
-    );
-    assert!(matches!(r, Err(KeyError::InvalidInput(_))));
+    for (usage, len) in [
+        (SymmetricUsage::HmacSha256, 15),
+        (SymmetricUsage::HmacSha256, 129),
+        (SymmetricUsage::Aes256Gcm, 16),
+    ] {
+        let r = s.import(
+            &id("bad"),
+            ImportMaterial::Symmetric(usage, Zeroizing::new(vec![1; len])),
+        );
+        assert!(
+            matches!(r, Err(KeyError::InvalidInput(_))),
+            "{usage:?} {len}"
+        );
+    }
+    // IoT Hub keys of other lengths are fine for HMAC
+    s.import(
+        &id("hub-key"),
+        ImportMaterial::Symmetric(SymmetricUsage::HmacSha256, Zeroizing::new(vec![1; 64])),
+    )
+    .unwrap();
     assert!(
         matches!(s.key_info(&id("bad")), Err(KeyError::NotFound(_))),
         "failed imports store nothing"
