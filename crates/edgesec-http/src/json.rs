@@ -1,9 +1,8 @@
 //! JSON request bodies and responses.
 
-use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, StatusCode};
-use http_body_util::Full;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -17,7 +16,7 @@ use crate::types::{Request, Response};
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
-            let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+            let mut resp = Response::new(crate::types::full_body(bytes));
             *resp.status_mut() = status;
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -95,7 +94,7 @@ mod tests {
         if let Some(ct) = content_type {
             b = b.header(CONTENT_TYPE, ct);
         }
-        b.body(Bytes::from(body.to_owned())).unwrap()
+        b.body(bytes::Bytes::from(body.to_owned())).unwrap()
     }
 
     fn err(r: Request) -> ApiError {

@@ -76,5 +76,5 @@ pub use path::{encode_path_segment, path_segments};
 pub use query::{api_version, query_param};
 pub use request_id::request_id;
 pub use server::serve;
-pub use types::{Request, Response};
+pub use types::{Body, Request, Response, channel_body, full_body};
 pub use unix_uri::{UnixUriError, parse_unix_uri, unix_uri};

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 mod handle;
 pub mod principals;
+pub mod remote_store;
 mod server;
 
 pub use handle::RESERVED_PREFIX;

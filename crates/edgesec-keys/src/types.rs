@@ -220,7 +220,7 @@ impl SignInput<'_> {
 }
 
 /// A key an operation works on: a stored key, or a child derived from a stored HMAC key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum KeyRef {
     Stored(KeyId),
     /// HMAC-SHA256(base, label), usable for HMAC and AEAD.
