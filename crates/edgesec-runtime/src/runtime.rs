@@ -1,0 +1,68 @@
+//! The `ModuleRuntime` trait: what the daemon asks of any backend (plain processes today,
+//! docker/podman later). The daemon holds an `Arc<dyn ModuleRuntime>`, so the trait is
+//! dyn-compatible through `async_trait` (one boxed future per call).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use edgesec_attest::Measurement;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::error::RuntimeError;
+use crate::logs::{LogLine, LogQuery};
+use crate::types::{ExitEvent, ModuleSettings, ModuleState};
+
+#[async_trait]
+pub trait ModuleRuntime: Send + Sync {
+    /// Short backend name for status output: `"process"`, `"docker"`.
+    fn backend(&self) -> &'static str;
+
+    /// Registers a module without starting it. Validates the name and settings and fails here,
+    /// not at start, when the command or user does not exist. Returns the measurement of what
+    /// will run (the executable's SHA-256; a container backend returns the image id), which the
+    /// daemon records and compares with callers' measurements.
+    /// `env` is the complete environment the daemon computed (IOTEDGE_* etc.); the runtime adds
+    /// only a default `PATH` when `env` has none.
+    async fn create(
+        &self,
+        name: &str,
+        settings: ModuleSettings,
+        env: Vec<(String, String)>,
+    ) -> Result<Measurement, RuntimeError>;
+
+    /// Starts a created or stopped module. A running module gives `AlreadyRunning`.
+    async fn start(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Asks the module to end (SIGTERM to its process group), waits up to `grace`, then kills
+    /// it and everything it started. Returns once the main process is gone. Stopping a module
+    /// that is not running is not an error.
+    async fn stop(&self, name: &str, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// `stop` with `grace`, then `start`, without another operation on the module in between.
+    async fn restart(&self, name: &str, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Kills the module at once if it runs (like `docker rm -f`), then forgets it and its logs.
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
+
+    async fn state(&self, name: &str) -> Result<ModuleState, RuntimeError>;
+
+    /// Every module and its state, sorted by name.
+    async fn list(&self) -> Result<Vec<(String, ModuleState)>, RuntimeError>;
+
+    /// The matching log lines, then (with `follow`) new lines while the module runs. Dropping
+    /// the receiver ends the stream and frees everything behind it.
+    async fn logs(
+        &self,
+        name: &str,
+        query: LogQuery,
+    ) -> Result<mpsc::Receiver<LogLine>, RuntimeError>;
+
+    /// Which module the process `pid` belongs to, by what the kernel says (cgroup, session or
+    /// container id), never by anything the process claims. `None` when it cannot be told for
+    /// sure: attribution fails closed. The caller pins the pid first and re-checks the pin
+    /// after this answer.
+    async fn owner_of(&self, pid: i32) -> Option<String>;
+
+    /// A receiver of exit events, one per ended run of any module.
+    fn exit_events(&self) -> broadcast::Receiver<ExitEvent>;
+}
