@@ -4,5 +4,6 @@
 pub mod mgmt;
 pub mod mgmt_client;
 pub mod versions;
+pub mod workload;
 
 pub use versions::{API_VERSIONS, LATEST_API_VERSION};

@@ -1,0 +1,81 @@
+//! Caller attestation: which module, if any, is the process on the other end of a socket.
+//!
+//! The order matters. The process is pinned first (pidfd plus start time), then resolved to a
+//! module through the runtime's records (its process group or cgroup, never anything the caller
+//! says), then its executable is compared with the module's registration, and finally the pin is
+//! checked again, so a pid that was reused during the checks can never borrow an identity.
+
+use edgesec_attest::{PinnedProcess, exe_measurement};
+use edgesec_http::Peer;
+
+use crate::daemon::Daemon;
+
+/// The outcome of attesting one caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attested {
+    /// The caller is this module's process and runs the registered executable.
+    Module(String),
+    /// Not a module (or not any more): `reason` says why, for the audit log.
+    Nobody {
+        reason: &'static str,
+        claimed: Option<String>,
+    },
+}
+
+impl Attested {
+    pub fn module(&self) -> Option<&str> {
+        match self {
+            Attested::Module(m) => Some(m),
+            Attested::Nobody { .. } => None,
+        }
+    }
+
+    /// The module name to write in the audit log (also the one a refused caller resolved to).
+    pub fn audit_name(&self) -> Option<&str> {
+        match self {
+            Attested::Module(m) => Some(m),
+            Attested::Nobody { claimed, .. } => claimed.as_deref(),
+        }
+    }
+
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Attested::Module(_) => None,
+            Attested::Nobody { reason, .. } => Some(reason),
+        }
+    }
+}
+
+impl Daemon {
+    /// Attests the caller of a connection. Blocking work (a first-time hash) runs off the async
+    /// workers.
+    pub async fn attest(&self, peer: &Peer) -> Attested {
+        let nobody = |reason, claimed| Attested::Nobody { reason, claimed };
+        let Some(pid) = peer.caller.pid else {
+            return nobody("no pid from the kernel", None);
+        };
+        let pinned = match PinnedProcess::pin(pid, peer.pidfd.clone()) {
+            Ok(p) => p,
+            Err(_) => return nobody("caller process gone", None),
+        };
+        let Some(module) = self.runtime.owner_of(pid).await else {
+            return nobody("not a process of any module", None);
+        };
+        let registered = match self.registry.read().await.modules.get(&module) {
+            Some(r) => r.measurement,
+            None => return nobody("module not registered", Some(module)),
+        };
+        let measured = match tokio::task::spawn_blocking(move || exe_measurement(pid)).await {
+            Ok(Ok(m)) => m,
+            _ => return nobody("cannot measure the caller", Some(module)),
+        };
+        if measured != registered {
+            tracing::warn!(module, pid, expected = %registered, found = %measured, "caller runs an executable other than the registered one");
+            return nobody("measurement mismatch", Some(module));
+        }
+        if pinned.recheck().is_err() {
+            return nobody("caller process changed during attestation", Some(module));
+        }
+        Attested::Module(module)
+    }
+}

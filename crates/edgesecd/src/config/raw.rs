@@ -1,0 +1,404 @@
+//! The config file as written, and its validation into [`super::Config`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edgesec_config::{ConfigError, resolve};
+use edgesec_pki::config::{EdgeCaConfig, ModuleCertConfig, PemFile, PkiConfig};
+use serde::Deserialize;
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    hostname: Option<String>,
+    state_dir: PathBuf,
+    provisioning: RawProvisioning,
+    keyd: RawKeyd,
+    #[serde(default)]
+    management: RawManagement,
+    #[serde(default)]
+    workload: RawWorkload,
+    #[serde(default)]
+    agent: RawAgent,
+    #[serde(default)]
+    watchdog: RawWatchdog,
+    #[serde(default)]
+    edge_ca: EdgeCaConfig,
+    #[serde(default)]
+    module_certs: ModuleCertConfig,
+    #[serde(default)]
+    trust_bundle_cert: Option<PemFile>,
+    #[serde(default)]
+    audit_log: Option<PathBuf>,
+}
+
+/// Where the device identity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProvisioningSource {
+    /// A standalone device: the device id from config, its key made in keyd.
+    Local,
+    /// An IoT Hub connection string; its key is imported into keyd.
+    Manual,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvisioning {
+    source: ProvisioningSource,
+    #[serde(default)]
+    device_id: Option<String>,
+    #[serde(default)]
+    iothub_hostname: Option<String>,
+    #[serde(default)]
+    connection_string: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyd {
+    socket: PathBuf,
+    #[serde(default)]
+    config: Option<PathBuf>,
+    #[serde(default)]
+    binary: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawManagement {
+    socket: PathBuf,
+    admin_uids: Option<Vec<AdminUid>>,
+    admin_gid: Option<u32>,
+    max_connections_per_uid: usize,
+}
+
+impl Default for RawManagement {
+    fn default() -> Self {
+        RawManagement {
+            socket: "run/mgmt.sock".into(),
+            admin_uids: None,
+            admin_gid: None,
+            max_connections_per_uid: 50,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AdminUid {
+    Number(u32),
+    Name(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWorkload {
+    socket: PathBuf,
+    module_socket_dir: PathBuf,
+    max_connections_per_uid: usize,
+}
+
+impl Default for RawWorkload {
+    fn default() -> Self {
+        RawWorkload {
+            socket: "run/workload.sock".into(),
+            module_socket_dir: "run/mnt".into(),
+            max_connections_per_uid: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAgent {
+    name: String,
+    #[serde(rename = "type")]
+    agent_type: String,
+    command: String,
+    args: Vec<String>,
+    deployment: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+impl Default for RawAgent {
+    fn default() -> Self {
+        RawAgent {
+            name: "edgeAgent".into(),
+            agent_type: "process".into(),
+            command: "edgesec-agent".into(),
+            args: Vec::new(),
+            deployment: "deployment.json".into(),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWatchdog {
+    interval_secs: u64,
+    max_backoff_secs: u64,
+}
+
+impl Default for RawWatchdog {
+    fn default() -> Self {
+        RawWatchdog {
+            interval_secs: 5,
+            max_backoff_secs: 60,
+        }
+    }
+}
+
+/// Parses `HostName=..;DeviceId=..;SharedAccessKey=..` (order free, other keys refused).
+fn parse_connection_string(file: &Path, s: &str) -> Result<(String, String, String), ConfigError> {
+    let key = "provisioning.connection_string";
+    let (mut host, mut device, mut sak) = (None, None, None);
+    for part in s.split(';').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            ConfigError::invalid(file, key, format!("{part:?} is not Name=value"))
+        })?;
+        let slot = match k.trim() {
+            "HostName" => &mut host,
+            "DeviceId" => &mut device,
+            "SharedAccessKey" => &mut sak,
+            other => {
+                return Err(ConfigError::invalid(
+                    file,
+                    key,
+                    format!(
+                        "unsupported part {other:?}; expected HostName, DeviceId and SharedAccessKey"
+                    ),
+                ));
+            }
+        };
+        *slot = Some(v.trim().to_owned());
+    }
+    match (host, device, sak) {
+        (Some(h), Some(d), Some(k)) if !h.is_empty() && !d.is_empty() && !k.is_empty() => {
+            Ok((h, d, k))
+        }
+        _ => Err(ConfigError::invalid(
+            file,
+            key,
+            "needs HostName, DeviceId and SharedAccessKey",
+        )),
+    }
+}
+
+/// Device ids as IoT Hub allows them: up to 128 ASCII letters, digits and `-.%_*?!(),:=@$'+`.
+fn check_device_id(file: &Path, id: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.%_*?!(),:=@$'+".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            file,
+            "provisioning.device_id",
+            format!("{id:?} is not a valid device id"),
+        ))
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+impl RawConfig {
+    pub(super) fn validate(self, file: &Path) -> Result<Config, ConfigError> {
+        let state_dir = resolve(file, &self.state_dir);
+        let p = self.provisioning;
+        let provisioning = match p.source {
+            ProvisioningSource::Local => {
+                if p.connection_string.is_some() {
+                    return Err(ConfigError::invalid(
+                        file,
+                        "provisioning.connection_string",
+                        "only for source = \"manual\"",
+                    ));
+                }
+                let device_id = p.device_id.ok_or_else(|| {
+                    ConfigError::invalid(
+                        file,
+                        "provisioning.device_id",
+                        "required for source = \"local\"",
+                    )
+                })?;
+                check_device_id(file, &device_id)?;
+                Provisioning {
+                    source: p.source,
+                    iothub_hostname: p.iothub_hostname.unwrap_or_else(|| "localhost".into()),
+                    device_id,
+                    shared_access_key: None,
+                }
+            }
+            ProvisioningSource::Manual => {
+                let cs = p.connection_string.ok_or_else(|| {
+                    ConfigError::invalid(
+                        file,
+                        "provisioning.connection_string",
+                        "required for source = \"manual\"",
+                    )
+                })?;
+                if p.device_id.is_some() || p.iothub_hostname.is_some() {
+                    return Err(ConfigError::invalid(
+                        file,
+                        "provisioning",
+                        "with a connection_string, give neither device_id nor iothub_hostname",
+                    ));
+                }
+                let (host, device, key) = parse_connection_string(file, &cs)?;
+                check_device_id(file, &device)?;
+                Provisioning {
+                    source: p.source,
+                    device_id: device,
+                    iothub_hostname: host,
+                    shared_access_key: Some(key.into()),
+                }
+            }
+        };
+
+        let hostname = self.hostname.unwrap_or_else(system_hostname);
+        if hostname.is_empty()
+            || hostname.len() > 253
+            || !hostname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(ConfigError::invalid(
+                file,
+                "hostname",
+                format!("{hostname:?} is not a valid host name"),
+            ));
+        }
+
+        let m = self.management;
+        // SAFETY: geteuid has no preconditions.
+        let own_uid = unsafe { libc::geteuid() };
+        let admin_uids = match m.admin_uids {
+            None => {
+                let mut v = vec![0, own_uid];
+                v.dedup();
+                v
+            }
+            Some(list) => list
+                .into_iter()
+                .map(|u| match u {
+                    AdminUid::Number(n) => Ok(n),
+                    AdminUid::Name(s) if s == "self" => Ok(own_uid),
+                    AdminUid::Name(s) => Err(ConfigError::invalid(
+                        file,
+                        "management.admin_uids",
+                        format!("expected numbers or \"self\", found {s:?}"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        for (key, n) in [
+            (
+                "management.max_connections_per_uid",
+                m.max_connections_per_uid,
+            ),
+            (
+                "workload.max_connections_per_uid",
+                self.workload.max_connections_per_uid,
+            ),
+        ] {
+            if n == 0 || n > 10_000 {
+                return Err(ConfigError::invalid(
+                    file,
+                    key,
+                    "must be between 1 and 10000",
+                ));
+            }
+        }
+
+        let a = self.agent;
+        if a.agent_type != "process" {
+            return Err(ConfigError::invalid(
+                file,
+                "agent.type",
+                format!("{:?} is not supported yet; use \"process\"", a.agent_type),
+            ));
+        }
+        edgesec_runtime::validate_module_name(&a.name)
+            .map_err(|e| ConfigError::invalid(file, "agent.name", e))?;
+        if a.command.is_empty() {
+            return Err(ConfigError::invalid(
+                file,
+                "agent.command",
+                "must not be empty",
+            ));
+        }
+        let w = self.watchdog;
+        if w.interval_secs == 0
+            || w.interval_secs > 3600
+            || w.max_backoff_secs == 0
+            || w.max_backoff_secs > 86_400
+        {
+            return Err(ConfigError::invalid(
+                file,
+                "watchdog",
+                "interval_secs must be 1..=3600 and max_backoff_secs 1..=86400",
+            ));
+        }
+
+        let mut pki = PkiConfig {
+            edge_ca: self.edge_ca,
+            module_certs: self.module_certs,
+            trust_bundle_cert: self.trust_bundle_cert,
+        };
+        pki.resolve_relative(file.parent().unwrap_or(Path::new(".")));
+        pki.validate()
+            .map_err(|e| ConfigError::invalid(file, "edge_ca", e.to_string()))?;
+
+        Ok(Config {
+            file: file.to_owned(),
+            hostname,
+            audit_log: self
+                .audit_log
+                .map(|p| resolve(file, &p))
+                .unwrap_or_else(|| state_dir.join("audit.log")),
+            state_dir,
+            provisioning,
+            keyd: KeydLink {
+                socket: resolve(file, &self.keyd.socket),
+                start_with_config: self.keyd.config.map(|c| resolve(file, &c)),
+                binary: find_program(file, self.keyd.binary.as_deref().unwrap_or("edgesec-keyd")),
+            },
+            management: ManagementConfig {
+                socket: resolve(file, &m.socket),
+                admin_uids,
+                admin_gid: m.admin_gid,
+                max_connections_per_uid: m.max_connections_per_uid,
+            },
+            workload: WorkloadConfig {
+                socket: resolve(file, &self.workload.socket),
+                module_socket_dir: resolve(file, &self.workload.module_socket_dir),
+                max_connections_per_uid: self.workload.max_connections_per_uid,
+            },
+            agent: AgentConfig {
+                name: a.name,
+                command: find_program(file, &a.command),
+                args: a.args,
+                deployment: resolve(file, &a.deployment),
+                env: a.env,
+            },
+            watchdog: WatchdogConfig {
+                interval: Duration::from_secs(w.interval_secs),
+                max_backoff: Duration::from_secs(w.max_backoff_secs),
+            },
+            pki,
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! Device and module identities in local mode. The device key lives in keyd; each module's key
+//! is derived in keyd from it over `<moduleId>:<generationId>:primary`, so a new generation gets
+//! a new key and no module key is ever stored.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use base64::Engine as _;
+use edgesec_keyd::client::KeydClient;
+use edgesec_keys::{SignAlgorithm, SignInput, SymmetricUsage};
+use zeroize::Zeroizing;
+
+use crate::config::Provisioning;
+
+pub const DEVICE_KEY_ID: &str = "edgesec/device-key";
+pub const ENCRYPTION_KEY_ID: &str = "edgesec/workload-encryption";
+
+pub struct Identities {
+    keyd: KeydClient,
+    device_key: String,
+    encryption_key: String,
+    /// Derived module key handles by (module, generation id).
+    module_keys: RwLock<HashMap<(String, String), String>>,
+}
+
+impl Identities {
+    /// Loads or creates the device key (importing a connection string's key) and the workload
+    /// encryption key.
+    pub async fn init(keyd: &KeydClient, provisioning: &Provisioning) -> Result<Self, String> {
+        let device_key = match &provisioning.shared_access_key {
+            None => {
+                keyd.create_key(DEVICE_KEY_ID, SymmetricUsage::HmacSha256)
+                    .await
+            }
+            Some(b64) => import_device_key(keyd, b64).await,
+        }
+        .map_err(|e| format!("cannot set up the device key in keyd: {e}"))?
+        .key_handle;
+        let encryption_key = keyd
+            .create_key(ENCRYPTION_KEY_ID, SymmetricUsage::Aes256Gcm)
+            .await
+            .map_err(|e| format!("cannot set up the workload encryption key in keyd: {e}"))?
+            .key_handle;
+        Ok(Identities {
+            keyd: keyd.clone(),
+            device_key,
+            encryption_key,
+            module_keys: RwLock::default(),
+        })
+    }
+
+    /// The handle of a module's key for its current generation.
+    pub async fn module_key(&self, module_id: &str, generation_id: &str) -> Result<String, String> {
+        let k = (module_id.to_owned(), generation_id.to_owned());
+        if let Some(h) = self.module_keys.read().expect("lock").get(&k) {
+            return Ok(h.clone());
+        }
+        let label = format!("{module_id}:{generation_id}:primary");
+        let h = self
+            .keyd
+            .derive(&self.device_key, label.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?
+            .key_handle;
+        self.module_keys.write().expect("lock").insert(k, h.clone());
+        Ok(h)
+    }
+
+    /// Forgets cached handles of a module (its generation changed or it was removed).
+    pub fn forget(&self, module_id: &str) {
+        self.module_keys
+            .write()
+            .expect("lock")
+            .retain(|(m, _), _| m != module_id);
+    }
+
+    pub fn encryption_key(&self) -> &str {
+        &self.encryption_key
+    }
+
+    pub fn keyd(&self) -> &KeydClient {
+        &self.keyd
+    }
+}
+
+/// Puts a connection string's key into keyd. If keyd already holds a different key under the
+/// id (the connection string changed), the old one is replaced.
+async fn import_device_key(
+    keyd: &KeydClient,
+    b64: &str,
+) -> Result<edgesec_keyd::api::KeyHandleResponse, edgesec_http::ClientError> {
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| {
+                edgesec_http::ClientError::InvalidRequest(
+                    "the connection string's SharedAccessKey is not base64".into(),
+                )
+            })?,
+    );
+    let import = edgesec_keyd::api::ImportRequest {
+        key_id: DEVICE_KEY_ID.into(),
+        key_bytes: Some(bytes.to_vec()),
+        usage: Some(SymmetricUsage::HmacSha256),
+        ..Default::default()
+    };
+    if let Ok(existing) = keyd.load_key(DEVICE_KEY_ID).await {
+        // Same key? Compare an HMAC made by keyd with one made here.
+        let probe = b"edgesec device key check";
+        let theirs = keyd
+            .sign(
+                &existing.key_handle,
+                SignAlgorithm::HmacSha256,
+                SignInput::Message(probe),
+            )
+            .await?;
+        let ours = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes),
+            probe,
+        );
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&theirs, ours.as_ref()).is_ok() {
+            return Ok(existing);
+        }
+        tracing::warn!(
+            "the connection string's key differs from the stored device key; replacing it"
+        );
+        keyd.delete(&existing.key_handle).await?;
+    }
+    keyd.import(&import).await
+}

@@ -1,0 +1,400 @@
+//! Module lifecycle for the management API and the agent bootstrap: validation, registration,
+//! identity, environment, and the runtime calls, in one place.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use edgesec_api::LATEST_API_VERSION;
+use edgesec_api::mgmt::{
+    ExitStatus, ModuleConfig, ModuleDetails, ModuleSpec, RuntimeStatus, Status,
+};
+use edgesec_http::{ApiError, unix_uri};
+use edgesec_runtime::{ModuleState, ProcessSettings, RuntimeError};
+
+use crate::daemon::Daemon;
+use crate::registry::{IdentityRecord, Registration, new_generation_id};
+
+/// How long a stopping module gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Largest number of env entries and their total size in a module spec.
+const MAX_ENV: usize = 256;
+const MAX_ENV_BYTES: usize = 64 * 1024;
+
+fn runtime_error(module: &str, e: RuntimeError) -> ApiError {
+    use RuntimeError as E;
+    match e {
+        E::NotFound { .. } => ApiError::not_found_msg(format!("module {module:?} not found")),
+        E::AlreadyRunning { .. } => ApiError::new(
+            http::StatusCode::NOT_MODIFIED,
+            format!("module {module:?} is already running"),
+        ),
+        E::AlreadyExists { .. } => ApiError::conflict(e.to_string()),
+        E::InvalidName { .. }
+        | E::InvalidSettings { .. }
+        | E::CommandNotFound { .. }
+        | E::NotExecutable { .. }
+        | E::UserNotFound { .. }
+        | E::Unsupported { .. } => ApiError::bad_request(e.to_string()),
+        other => ApiError::internal_logged(&other),
+    }
+}
+
+/// Checks a spec and returns its process settings.
+pub fn validate_spec(spec: &ModuleSpec) -> Result<ProcessSettings, ApiError> {
+    edgesec_runtime::validate_module_name(&spec.name)
+        .map_err(|e| ApiError::bad_request(format!("invalid module name: {e}")))?;
+    match spec.module_type.as_str() {
+        "process" => {}
+        "docker" => {
+            return Err(ApiError::bad_request(
+                "module type \"docker\" is not supported by this edgesecd yet; use \"process\"",
+            ));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid module type {other:?}; expected \"process\""
+            )));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut total = 0;
+    if spec.config.env.len() > MAX_ENV {
+        return Err(ApiError::bad_request(format!(
+            "too many env vars (more than {MAX_ENV})"
+        )));
+    }
+    for e in &spec.config.env {
+        if e.key.is_empty() || e.key.contains(['=', '\0']) || e.value.contains('\0') {
+            return Err(ApiError::bad_request(format!(
+                "invalid env var key {:?}",
+                e.key
+            )));
+        }
+        if !seen.insert(e.key.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "duplicate env var key: {}",
+                e.key
+            )));
+        }
+        total += e.key.len() + e.value.len();
+    }
+    if total > MAX_ENV_BYTES {
+        return Err(ApiError::bad_request("env vars are larger than 64 KiB"));
+    }
+    let settings: ProcessSettings = serde_path_to_error::deserialize(&spec.config.settings)
+        .map_err(|e| {
+            ApiError::unprocessable(format!(
+                "invalid process settings at \"{}\": {}",
+                e.path(),
+                e.inner()
+            ))
+        })?;
+    if settings.command.is_empty()
+        || settings.command.contains('\0')
+        || settings.args.iter().any(|a| a.contains('\0'))
+    {
+        return Err(ApiError::bad_request(
+            "settings.command must be non-empty, and no argument may hold NUL",
+        ));
+    }
+    Ok(settings)
+}
+
+impl Daemon {
+    /// The workload socket a module talks to.
+    pub fn module_socket(&self, name: &str) -> std::path::PathBuf {
+        self.config
+            .workload
+            .module_socket_dir
+            .join(format!("{name}.sock"))
+    }
+
+    /// The IoT Edge environment of a module, then the spec's own (which cannot override ours).
+    pub(crate) fn module_env(
+        &self,
+        spec: &ModuleSpec,
+        generation_id: &str,
+    ) -> Vec<(String, String)> {
+        let c = &self.config;
+        let mut env = vec![
+            (
+                "IOTEDGE_WORKLOADURI".into(),
+                unix_uri(&self.module_socket(&spec.name)),
+            ),
+            ("IOTEDGE_MODULEID".into(), spec.name.clone()),
+            ("IOTEDGE_MODULEGENERATIONID".into(), generation_id.into()),
+            ("IOTEDGE_DEVICEID".into(), c.provisioning.device_id.clone()),
+            (
+                "IOTEDGE_IOTHUBHOSTNAME".into(),
+                c.provisioning.iothub_hostname.clone(),
+            ),
+            ("IOTEDGE_GATEWAYHOSTNAME".into(), c.hostname.clone()),
+            ("IOTEDGE_APIVERSION".into(), LATEST_API_VERSION.into()),
+            ("IOTEDGE_AUTHSCHEME".into(), "sasToken".into()),
+            ("EdgeDeviceHostName".into(), c.hostname.clone()),
+        ];
+        if self.is_agent(&spec.name) {
+            env.push((
+                "IOTEDGE_MANAGEMENTURI".into(),
+                unix_uri(&c.management.socket),
+            ));
+            env.push((
+                "EDGESEC_DEPLOYMENT".into(),
+                c.agent.deployment.display().to_string(),
+            ));
+        }
+        for e in &spec.config.env {
+            if !env.iter().any(|(k, _)| *k == e.key) {
+                env.push((e.key.clone(), e.value.clone()));
+            }
+        }
+        env
+    }
+
+    /// Makes sure a module has an identity; `rotate` gives it a new generation.
+    async fn ensure_identity(&self, name: &str, rotate: bool) -> Result<String, ApiError> {
+        let id = self
+            .registry
+            .update(|r| {
+                let entry = r
+                    .identities
+                    .entry(name.to_owned())
+                    .or_insert_with(|| IdentityRecord {
+                        module_id: name.to_owned(),
+                        generation_id: new_generation_id(),
+                        managed_by: "edgesec".into(),
+                    });
+                if rotate {
+                    entry.generation_id = new_generation_id();
+                }
+                Ok(entry.generation_id.clone())
+            })
+            .await
+            .map_err(|e| ApiError::internal_logged(&e))?;
+        self.identities.forget(name);
+        Ok(id)
+    }
+
+    /// `POST /modules`: registers a module (stopped). Each create starts a new generation.
+    pub async fn create_module(&self, spec: ModuleSpec) -> Result<ModuleDetails, ApiError> {
+        let settings = validate_spec(&spec)?;
+        let _guard = self.lock_module(&spec.name).await;
+        if self.registry.read().await.modules.contains_key(&spec.name) {
+            return Err(ApiError::conflict(format!(
+                "module {:?} already exists",
+                spec.name
+            )));
+        }
+        let generation_id = self.ensure_identity(&spec.name, true).await?;
+        self.register(spec, settings, &generation_id, false).await
+    }
+
+    /// Creates the module in the runtime and records it. The caller holds the module lock.
+    async fn register(
+        &self,
+        spec: ModuleSpec,
+        settings: ProcessSettings,
+        generation_id: &str,
+        start: bool,
+    ) -> Result<ModuleDetails, ApiError> {
+        let env = self.module_env(&spec, generation_id);
+        let measurement = self
+            .runtime
+            .create(&spec.name, settings.into(), env)
+            .await
+            .map_err(|e| runtime_error(&spec.name, e))?;
+        let registration = Registration {
+            spec: spec.clone(),
+            measurement,
+            created_at: crate::time::now_rfc3339(),
+            desired_running: start,
+        };
+        let name = spec.name.clone();
+        if let Err(e) = self
+            .registry
+            .update(|r| Ok(r.modules.insert(name.clone(), registration)))
+            .await
+        {
+            let _ = self.runtime.remove(&name).await;
+            return Err(ApiError::internal_logged(&e));
+        }
+        if start {
+            self.start_locked(&name).await?;
+        }
+        tracing::info!(module = %name, measurement = %measurement, "module registered");
+        self.details(&name).await
+    }
+
+    /// `PUT /modules/{name}`: replaces a module's spec, keeping its identity and generation.
+    pub async fn update_module(
+        &self,
+        spec: ModuleSpec,
+        start: bool,
+    ) -> Result<ModuleDetails, ApiError> {
+        let settings = validate_spec(&spec)?;
+        let _guard = self.lock_module(&spec.name).await;
+        let exists = self.registry.read().await.modules.contains_key(&spec.name);
+        if exists {
+            self.teardown(&spec.name).await?;
+        }
+        let generation_id = self.ensure_identity(&spec.name, false).await?;
+        self.register(spec, settings, &generation_id, start).await
+    }
+
+    /// Stops and removes a module from the runtime and its socket (registration kept).
+    async fn teardown(&self, name: &str) -> Result<(), ApiError> {
+        match self.runtime.remove(name).await {
+            Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
+            Err(e) => return Err(runtime_error(name, e)),
+        }
+        self.unbind_module_socket(name, true).await;
+        Ok(())
+    }
+
+    /// `DELETE /modules/{name}`.
+    pub async fn delete_module(&self, name: &str) -> Result<(), ApiError> {
+        let _guard = self.lock_module(name).await;
+        if !self.registry.read().await.modules.contains_key(name) {
+            return Err(ApiError::not_found_msg(format!(
+                "module {name:?} not found"
+            )));
+        }
+        self.teardown(name).await?;
+        self.registry
+            .update(|r| Ok(r.modules.remove(name)))
+            .await
+            .map_err(|e| ApiError::internal_logged(&e))?;
+        tracing::info!(module = name, "module removed");
+        Ok(())
+    }
+
+    pub async fn start_module(&self, name: &str) -> Result<(), ApiError> {
+        let _guard = self.lock_module(name).await;
+        self.start_locked(name).await
+    }
+
+    async fn start_locked(&self, name: &str) -> Result<(), ApiError> {
+        self.require_registered(name).await?;
+        self.bind_module_socket(name)
+            .await
+            .map_err(|e| ApiError::internal_logged(&e))?;
+        self.runtime
+            .start(name)
+            .await
+            .map_err(|e| runtime_error(name, e))?;
+        self.set_desired(name, true).await
+    }
+
+    pub async fn stop_module(&self, name: &str) -> Result<(), ApiError> {
+        let _guard = self.lock_module(name).await;
+        self.require_registered(name).await?;
+        self.runtime
+            .stop(name, STOP_GRACE)
+            .await
+            .map_err(|e| runtime_error(name, e))?;
+        self.unbind_module_socket(name, false).await;
+        self.set_desired(name, false).await
+    }
+
+    pub async fn restart_module(&self, name: &str) -> Result<(), ApiError> {
+        let _guard = self.lock_module(name).await;
+        self.require_registered(name).await?;
+        self.runtime
+            .stop(name, STOP_GRACE)
+            .await
+            .map_err(|e| runtime_error(name, e))?;
+        self.start_locked(name).await
+    }
+
+    async fn require_registered(&self, name: &str) -> Result<(), ApiError> {
+        if self.registry.read().await.modules.contains_key(name) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found_msg(format!(
+                "module {name:?} not found"
+            )))
+        }
+    }
+
+    async fn set_desired(&self, name: &str, running: bool) -> Result<(), ApiError> {
+        self.registry
+            .update(|r| {
+                if let Some(m) = r.modules.get_mut(name) {
+                    m.desired_running = running;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| ApiError::internal_logged(&e))
+    }
+
+    /// One module as the API reports it.
+    pub async fn details(&self, name: &str) -> Result<ModuleDetails, ApiError> {
+        let spec = match self.registry.read().await.modules.get(name) {
+            Some(r) => r.spec.clone(),
+            None => {
+                return Err(ApiError::not_found_msg(format!(
+                    "module {name:?} not found"
+                )));
+            }
+        };
+        let state = self.runtime.state(name).await.ok();
+        Ok(details_of(spec, state))
+    }
+
+    pub async fn list_modules(&self) -> Vec<ModuleDetails> {
+        let specs: Vec<ModuleSpec> = self
+            .registry
+            .read()
+            .await
+            .modules
+            .values()
+            .map(|r| r.spec.clone())
+            .collect();
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let state = self.runtime.state(&spec.name).await.ok();
+            out.push(details_of(spec, state));
+        }
+        out
+    }
+}
+
+fn details_of(spec: ModuleSpec, state: Option<ModuleState>) -> ModuleDetails {
+    let (status, start_time, exit_status) = match &state {
+        None => ("unknown".to_owned(), None, None),
+        Some(s) => (
+            // IoT Edge reports a module that was created and never started as stopped
+            if s.status == edgesec_runtime::ModuleStatus::Unknown && s.started_at.is_none() {
+                "stopped".to_owned()
+            } else {
+                s.status.as_str().to_owned()
+            },
+            s.started_at.map(crate::time::rfc3339),
+            match (s.exit_code, s.finished_at) {
+                (Some(code), Some(t)) => Some(ExitStatus {
+                    exit_time: crate::time::rfc3339(t),
+                    status_code: code.to_string(),
+                }),
+                _ => None,
+            },
+        ),
+    };
+    ModuleDetails {
+        id: spec.name.clone(),
+        name: spec.name,
+        module_type: spec.module_type,
+        config: ModuleConfig {
+            settings: spec.config.settings,
+            env: spec.config.env,
+        },
+        status: Status {
+            start_time,
+            exit_status,
+            runtime_status: RuntimeStatus {
+                status,
+                description: None,
+            },
+        },
+    }
+}

@@ -1,0 +1,174 @@
+//! edgesecd end to end: the quickstart with the real agent; watchdog and restart policy;
+//! deployment edits; restarts keep identities; readiness; bad configs.
+
+mod common;
+
+use common::*;
+
+fn ticker(name: &str, order: u32) -> String {
+    format!(
+        r#""{name}": {{ "type": "process", "restartPolicy": "always", "startupOrder": {order},
+            "settings": {{ "command": "/bin/sh", "args": ["-c", "while true; do echo {name}-tick; sleep 1; done"] }} }}"#
+    )
+}
+
+#[test]
+fn the_agent_runs_the_deployment_and_keeps_it_running() {
+    let mut edge = Edge::quickstart(&deployment(&[ticker("alpha", 1), ticker("beta", 2)]));
+    edge.wait_status("edgeAgent", "running");
+    edge.wait_status("alpha", "running");
+    edge.wait_status("beta", "running");
+
+    // the logs endpoint serves what the module printed
+    wait_until(
+        "alpha's output",
+        || {
+            edge.mgmt("GET", &format!("/modules/alpha/logs?{V}&tail=5"), None)
+                .1
+                .contains("alpha-tick")
+        },
+        || edge.log(),
+    );
+
+    // a module with restartPolicy always comes back after kill -9
+    let before = edge.pids("alpha-tick");
+    assert_eq!(before.len(), 1, "{before:?}");
+    unsafe { libc::kill(before[0], libc::SIGKILL) };
+    wait_until(
+        "alpha to come back",
+        || edge.pids("alpha-tick").iter().any(|p| !before.contains(p)),
+        || edge.log(),
+    );
+    edge.wait_status("alpha", "running");
+
+    // the agent comes back after kill -9 (the daemon's watchdog)
+    let agents = edge.pids("edgesec-agent");
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    unsafe { libc::kill(agents[0], libc::SIGKILL) };
+    wait_until(
+        "a new agent",
+        || {
+            edge.pids("edgesec-agent")
+                .iter()
+                .any(|p| !agents.contains(p))
+        },
+        || edge.log(),
+    );
+    edge.wait_status("edgeAgent", "running");
+
+    // an edit of the deployment is reconciled: beta goes, gamma comes
+    std::fs::write(
+        edge.path("deployment.json"),
+        deployment(&[ticker("alpha", 1), ticker("gamma", 3)]),
+    )
+    .unwrap();
+    edge.wait_status("gamma", "running");
+    wait_until(
+        "beta to be removed",
+        || edge.status("beta").is_none(),
+        || edge.log(),
+    );
+    assert!(edge.pids("beta-tick").is_empty(), "beta's process is gone");
+
+    edge.stop();
+    assert!(
+        edge.pids("-tick").is_empty(),
+        "SIGTERM stopped every module"
+    );
+    assert!(!edge.path("run/mgmt.sock").exists() && !edge.path("run/keyd.sock").exists());
+}
+
+#[test]
+fn a_restart_keeps_identities_and_generation_ids() {
+    let mut edge = Edge::quickstart(&deployment(&[ticker("alpha", 1)]));
+    edge.wait_status("alpha", "running");
+    let ids = |e: &Edge| {
+        let (code, body) = e.mgmt("GET", &format!("/identities?{V}"), None);
+        assert_eq!(code, 200);
+        let mut v: Vec<(String, String)> = serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap()["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["moduleId"].as_str().unwrap().to_owned(),
+                    i["generationId"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = ids(&edge);
+    assert!(
+        before.iter().any(|(m, _)| m == "alpha") && before.iter().any(|(m, _)| m == "edgeAgent"),
+        "{before:?}"
+    );
+    edge.stop();
+    edge.start().unwrap();
+    edge.wait_status("alpha", "running");
+    assert_eq!(ids(&edge), before);
+}
+
+#[test]
+fn readiness_is_announced_to_notify_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut edge = Edge::quickstart(&deployment(&[]));
+    edge.stop();
+    edge.start_with_env(&[("NOTIFY_SOCKET", sock_path.to_str().unwrap())])
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("a readiness message");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+}
+
+#[test]
+fn a_bad_config_exits_78_naming_file_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    for (text, key) in [
+        (
+            "state_dir = \"s\"\n[keyd]\nsocket = \"k\"\n[provisioning]\nsource = \"local\"\ndevice_id = \"bad id\"\n",
+            "provisioning.device_id",
+        ),
+        (
+            "state_dir = \"s\"\n[keyd]\nsocket = \"k\"\n[provisioning]\nsource = \"local\"\ndevice_id = \"d\"\n[watchdog]\ninterval_secs = \"often\"\n",
+            "watchdog.interval_secs",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgesecd"))
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains(key),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn edgesecd_refuses_an_unsafe_state_dir() {
+    let mut edge = Edge::quickstart(&deployment(&[]));
+    edge.stop();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        edge.path("state/edgesecd"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let (code, log) = edge.start().expect_err("must refuse");
+    assert_eq!(code, Some(1));
+    assert!(
+        log.contains("state/edgesecd") && log.contains("0777"),
+        "{log}"
+    );
+}
