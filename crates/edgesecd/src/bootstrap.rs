@@ -118,7 +118,11 @@ async fn recreate_modules(d: &Arc<Daemon>) {
         let env = d.module_env(&r.spec, &generation);
         match d
             .runtime
-            .create(&r.spec.name, ModuleSettings::Process(settings), env)
+            .create(
+                &r.spec.name,
+                ModuleSettings::Process(crate::modules::beside_daemon(settings)),
+                env,
+            )
             .await
         {
             Ok(m) if m != r.measurement => {

@@ -14,6 +14,14 @@ use edgesec_runtime::{ModuleState, ProcessSettings, RuntimeError};
 use crate::daemon::Daemon;
 use crate::registry::{IdentityRecord, Registration, new_generation_id};
 
+/// Which generation a (re-)registered module gets.
+enum Generation {
+    /// A new one: every create of a module.
+    New(String),
+    /// The identity's current one (made if there is none): updates and the agent bootstrap.
+    Keep,
+}
+
 /// How long a stopping module gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Largest number of env entries and their total size in a module spec.
@@ -100,6 +108,25 @@ pub fn validate_spec(spec: &ModuleSpec) -> Result<ProcessSettings, ApiError> {
     Ok(settings)
 }
 
+/// A bare command name (no `/`) runs the workspace's own binary of that name next to the
+/// running edgesecd when there is one, as `config::find_program` does for the agent; otherwise
+/// the runtime searches the module's `PATH`. Only what is run changes: the spec (and so what
+/// the API reports) keeps the name as given.
+pub(crate) fn beside_daemon(mut settings: ProcessSettings) -> ProcessSettings {
+    if settings.command.contains('/') {
+        return settings;
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&settings.command)));
+    if let Some(path) = beside.filter(|p| p.is_file())
+        && let Some(path) = path.to_str()
+    {
+        settings.command = path.to_owned();
+    }
+    settings
+}
+
 impl Daemon {
     /// The workload socket a module talks to.
     pub fn module_socket(&self, name: &str) -> std::path::PathBuf {
@@ -151,30 +178,6 @@ impl Daemon {
         env
     }
 
-    /// Makes sure a module has an identity; `rotate` gives it a new generation.
-    async fn ensure_identity(&self, name: &str, rotate: bool) -> Result<String, ApiError> {
-        let id = self
-            .registry
-            .update(|r| {
-                let entry = r
-                    .identities
-                    .entry(name.to_owned())
-                    .or_insert_with(|| IdentityRecord {
-                        module_id: name.to_owned(),
-                        generation_id: new_generation_id(),
-                        managed_by: "edgesec".into(),
-                    });
-                if rotate {
-                    entry.generation_id = new_generation_id();
-                }
-                Ok(entry.generation_id.clone())
-            })
-            .await
-            .map_err(|e| ApiError::internal_logged(&e))?;
-        self.identities.forget(name);
-        Ok(id)
-    }
-
     /// `POST /modules`: registers a module (stopped). Each create starts a new generation.
     pub async fn create_module(&self, spec: ModuleSpec) -> Result<ModuleDetails, ApiError> {
         let settings = validate_spec(&spec)?;
@@ -185,39 +188,66 @@ impl Daemon {
                 spec.name
             )));
         }
-        let generation_id = self.ensure_identity(&spec.name, true).await?;
-        self.register(spec, settings, &generation_id, false).await
+        let generation = new_generation_id();
+        self.register(spec, settings, Generation::New(generation), false)
+            .await
     }
 
-    /// Creates the module in the runtime and records it. The caller holds the module lock.
+    /// Creates the module in the runtime and records it (with its identity's generation, in the
+    /// same write). The caller holds the module lock.
     async fn register(
         &self,
         spec: ModuleSpec,
         settings: ProcessSettings,
-        generation_id: &str,
+        generation: Generation,
         start: bool,
     ) -> Result<ModuleDetails, ApiError> {
-        let env = self.module_env(&spec, generation_id);
+        let name = spec.name.clone();
+        let current = self
+            .registry
+            .read()
+            .await
+            .identities
+            .get(&name)
+            .map(|i| i.generation_id.clone());
+        let generation_id = match (&generation, current) {
+            (Generation::New(g), _) => g.clone(),
+            (Generation::Keep, Some(g)) => g,
+            (Generation::Keep, None) => new_generation_id(),
+        };
+        let env = self.module_env(&spec, &generation_id);
         let measurement = self
             .runtime
-            .create(&spec.name, settings.into(), env)
+            .create(&name, beside_daemon(settings).into(), env)
             .await
-            .map_err(|e| runtime_error(&spec.name, e))?;
+            .map_err(|e| runtime_error(&name, e))?;
         let registration = Registration {
-            spec: spec.clone(),
+            spec,
             measurement,
             created_at: crate::time::now_rfc3339(),
             desired_running: start,
         };
-        let name = spec.name.clone();
-        if let Err(e) = self
+        let recorded = self
             .registry
-            .update(|r| Ok(r.modules.insert(name.clone(), registration)))
-            .await
-        {
+            .update(|r| {
+                let id = r
+                    .identities
+                    .entry(name.clone())
+                    .or_insert_with(|| IdentityRecord {
+                        module_id: name.clone(),
+                        generation_id: generation_id.clone(),
+                        managed_by: "edgesec".into(),
+                    });
+                id.generation_id = generation_id.clone();
+                r.modules.insert(name.clone(), registration);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
             let _ = self.runtime.remove(&name).await;
             return Err(ApiError::internal_logged(&e));
         }
+        self.identities.forget(&name);
         if start {
             self.start_locked(&name).await?;
         }
@@ -237,8 +267,7 @@ impl Daemon {
         if exists {
             self.teardown(&spec.name).await?;
         }
-        let generation_id = self.ensure_identity(&spec.name, false).await?;
-        self.register(spec, settings, &generation_id, start).await
+        self.register(spec, settings, Generation::Keep, start).await
     }
 
     /// Stops and removes a module from the runtime and its socket (registration kept).

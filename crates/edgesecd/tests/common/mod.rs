@@ -340,25 +340,38 @@ impl Probe {
         path: &str,
         body: Option<&str>,
     ) -> (u16, String) {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let req =
             serde_json::json!({ "socket": socket, "method": method, "path": path, "body": body });
-        let tmp = self.dir.join(format!("{n:08}.new"));
-        std::fs::write(&tmp, req.to_string()).unwrap();
-        std::fs::rename(&tmp, self.dir.join(format!("{n:08}.req"))).unwrap();
-        let res = self.dir.join(format!("{n:08}.res"));
-        wait_until(
-            &format!("the probe to answer {method} {path}"),
-            || res.exists(),
-            String::new,
-        );
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&res).unwrap()).unwrap();
-        std::fs::remove_file(&res).unwrap();
+        let v = self.exchange(&req);
         (
             v["status"].as_u64().unwrap() as u16,
             v["body"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Has the probe make several calls in order; returns their statuses.
+    pub fn batch(&self, socket: &Path, calls: &[(&str, String, Option<String>)]) -> Vec<u16> {
+        let list: Vec<_> = calls.iter().map(|(m, p, b)| serde_json::json!({ "socket": socket, "method": m, "path": p, "body": b })).collect();
+        let v = self.exchange(&serde_json::json!({ "batch": list }));
+        v["batch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_u64().unwrap() as u16)
+            .collect()
+    }
+
+    fn exchange(&self, req: &serde_json::Value) -> serde_json::Value {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{n:08}.new"));
+        std::fs::write(&tmp, req.to_string()).unwrap();
+        std::fs::rename(&tmp, self.dir.join(format!("{n:08}.req"))).unwrap();
+        let res = self.dir.join(format!("{n:08}.res"));
+        wait_until("the probe to answer", || res.exists(), String::new);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&res).unwrap()).unwrap();
+        std::fs::remove_file(&res).unwrap();
+        v
     }
 }
 
