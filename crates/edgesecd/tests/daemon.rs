@@ -172,3 +172,73 @@ fn edgesecd_refuses_an_unsafe_state_dir() {
         "{log}"
     );
 }
+
+#[test]
+fn a_connection_string_key_is_imported_into_keyd_and_module_keys_derive_from_it() {
+    use base64::Engine as _;
+    let key = [7u8; 32];
+    let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+    let provisioning = format!(
+        "[provisioning]\nsource = \"manual\"\nconnection_string = \"HostName=hub1.example.net;DeviceId=dev-7;SharedAccessKey={b64}\"\n"
+    );
+    let edge = Edge::with_config(&deployment(&[ticker("alpha", 1)]), |c| {
+        let start = c.find("[provisioning]").unwrap();
+        let end = c[start..].find("\n\n").unwrap() + start;
+        format!("{}{}{}", &c[..start], provisioning, &c[end..])
+    });
+    edge.wait_status("alpha", "running");
+    // the config names no key file; keyd now holds the connection string's key
+    let keyd = edgesec_keyd::client::KeydClient::new(edge.path("run/keyd.sock"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let probe = b"which key?";
+    let tag = rt.block_on(async {
+        let h = keyd.load_key("edgesec/device-key").await.unwrap();
+        keyd.sign(
+            &h.key_handle,
+            edgesec_keys::SignAlgorithm::HmacSha256,
+            edgesec_keys::SignInput::Message(probe),
+        )
+        .await
+        .unwrap()
+    });
+    let expected = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key),
+        probe,
+    );
+    assert_eq!(tag, expected.as_ref());
+    // modules see the hub and device of the connection string
+    let pids = edge.pids("alpha-tick");
+    let env =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{}/environ", pids[0])).unwrap())
+            .to_string();
+    assert!(
+        env.contains("IOTEDGE_IOTHUBHOSTNAME=hub1.example.net")
+            && env.contains("IOTEDGE_DEVICEID=dev-7"),
+        "{env}"
+    );
+    // the key is nowhere in the daemon's state files
+    for entry in walk(&edge.path("state/edgesecd")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&b64),
+            "{} holds the key",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
+    }
+    out
+}

@@ -345,3 +345,55 @@ fn a_thousand_create_delete_cycles_leak_nothing() {
             .unwrap();
     assert!(reg["modules"].get("cycle").is_none());
 }
+
+#[test]
+fn the_admin_group_may_read_and_others_cannot_connect() {
+    // uid 65534 with group 4242 as a supplementary group only
+    let edge = Edge::with_config(&deployment(&[]), |c| {
+        c.replace("[management]\n", "[management]\nadmin_gid = 4242\n")
+    });
+    use std::os::unix::fs::PermissionsExt;
+    for d in [edge.dir.path().to_owned(), edge.path("run")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let as_nobody = |groups: &str, method: &str, path: &str| {
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                &format!("--groups={groups}"),
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                method,
+                "--unix-socket",
+            ])
+            .arg(edge.path("run/mgmt.sock"))
+            .arg(format!("http://localhost{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(as_nobody("4242", "GET", &format!("/modules?{V}")), "200");
+    assert_eq!(
+        as_nobody("4242", "POST", &format!("/modules/edgeAgent/restart?{V}")),
+        "204"
+    );
+    assert_eq!(
+        as_nobody("4242", "POST", &format!("/device/reprovision?{V}")),
+        "403",
+        "admins are not the agent"
+    );
+    assert_eq!(
+        as_nobody("4243", "GET", &format!("/modules?{V}")),
+        "000",
+        "the socket is 0660 with the admin group"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(edge.path("run/mgmt.sock")).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, 4242));
+}

@@ -121,7 +121,15 @@ impl MgmtApi {
 
     fn is_admin(&self, peer: &Peer) -> bool {
         let m = &self.daemon.config.management;
-        m.admin_uids.contains(&peer.caller.uid) || m.admin_gid.is_some_and(|g| g == peer.caller.gid)
+        if m.admin_uids.contains(&peer.caller.uid) {
+            return true;
+        }
+        let Some(gid) = m.admin_gid else { return false };
+        gid == peer.caller.gid
+            || peer
+                .caller
+                .pid
+                .is_some_and(|pid| in_supplementary_group(pid, peer, gid))
     }
 
     async fn dispatch(&self, route: Route, req: &Request) -> Result<Response, ApiError> {
@@ -144,6 +152,20 @@ impl MgmtApi {
             Route::Reprovision => identities::reprovision(d).await,
         }
     }
+}
+
+/// Whether the (pinned) caller has `gid` among its supplementary groups. The pin is checked
+/// after reading, so a reused pid cannot lend its groups to the caller.
+fn in_supplementary_group(pid: i32, peer: &Peer, gid: u32) -> bool {
+    let Ok(pinned) = edgesec_attest::PinnedProcess::pin(pid, peer.pidfd.clone()) else {
+        return false;
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let member = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)));
+    member && pinned.recheck().is_ok()
 }
 
 impl Handler for MgmtApi {
