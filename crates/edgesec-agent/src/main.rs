@@ -1,7 +1,6 @@
 //! `edgesec-agent`: reconciles the modules of a deployment file through edgesecd's management
 //! API until SIGTERM or SIGINT. See `edgesec-agent --help` and docs/deployment.md.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,14 +13,7 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDGESEC_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    edgesec_config::init_logging(true);
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {

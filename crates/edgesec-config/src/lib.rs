@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+mod process;
+pub use process::init_logging;
+
 /// Exit code for a bad config (`EX_CONFIG` of sysexits.h).
 pub const EXIT_CONFIG: i32 = 78;
 

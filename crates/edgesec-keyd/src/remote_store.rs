@@ -105,19 +105,7 @@ impl RemoteKeyStore {
 impl KeyStore for RemoteKeyStore {
     fn capabilities(&self) -> Capabilities {
         self.block(self.client.capabilities())
-            .unwrap_or_else(|_| Capabilities {
-                backend: "unreachable".into(),
-                key_pair_algorithms: vec![],
-                sign_algorithms: vec![],
-                symmetric_usages: vec![],
-                digest_signing: false,
-                derive: false,
-                export_derived: false,
-                aead: false,
-                import: false,
-                delete: false,
-                hardware_backed: false,
-            })
+            .unwrap_or_else(|_| Capabilities::none("unreachable"))
     }
 
     fn create_key_pair(&self, id: &KeyId, algorithm: KeyPairAlgorithm) -> Result<KeyInfo> {

@@ -256,3 +256,22 @@ pub struct Capabilities {
     /// True when keys never leave protected hardware.
     pub hardware_backed: bool,
 }
+
+impl Capabilities {
+    /// A backend that can do nothing (yet): the starting point of a capability list.
+    pub fn none(backend: impl Into<String>) -> Self {
+        Capabilities {
+            backend: backend.into(),
+            key_pair_algorithms: Vec::new(),
+            sign_algorithms: Vec::new(),
+            symmetric_usages: Vec::new(),
+            digest_signing: false,
+            derive: false,
+            export_derived: false,
+            aead: false,
+            import: false,
+            delete: false,
+            hardware_backed: false,
+        }
+    }
+}
