@@ -27,6 +27,8 @@ pub struct Running {
     pub daemon: Arc<Daemon>,
     keyd: KeydLink,
     stops: Vec<oneshot::Sender<()>>,
+    /// Held for the daemon's life: a second edgesecd on the same state refuses to start.
+    _lock: edgesec_state::DirLock,
 }
 
 /// A name for this daemon's cgroups that no other edgesecd on the machine shares: each
@@ -42,6 +44,8 @@ fn cgroup_parent(config: &Config) -> String {
 
 pub async fn boot(config: Config) -> Result<Running, String> {
     edgesec_state::ensure_private_dir(&config.state_dir).map_err(|e| e.to_string())?;
+    let lock = edgesec_state::DirLock::acquire(&config.state_dir)
+        .map_err(|e| format!("{e}: is another edgesecd running with this config?"))?;
     let keyd = KeydLink::connect(&config.keyd).await?;
     let identities = Identities::init(&keyd.client, &config.provisioning).await?;
     tracing::info!(device = %config.provisioning.device_id, hub = %config.provisioning.iothub_hostname, "device identity ready");
@@ -92,6 +96,7 @@ pub async fn boot(config: Config) -> Result<Running, String> {
         daemon,
         keyd,
         stops,
+        _lock: lock,
     })
 }
 

@@ -242,3 +242,19 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_second_edgesecd_on_the_same_state_refuses_to_start() {
+    let edge = Edge::quickstart(&deployment(&[]));
+    edge.wait_status("edgeAgent", "running");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgesecd"))
+        .arg("--config")
+        .arg(edge.path("config.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    // the first one is untouched
+    assert_eq!(edge.status("edgeAgent").as_deref(), Some("running"));
+}
