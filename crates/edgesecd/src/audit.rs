@@ -36,18 +36,29 @@ pub struct AuditLog {
 
 const QUEUE: usize = 4096;
 
+/// Size at which the audit log is rotated, unless configured otherwise.
+pub const DEFAULT_MAX_BYTES: u64 = 16 << 20;
+
+async fn open_append(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .await
+}
+
 impl AuditLog {
-    /// Opens (appends to) the log file and starts its writer task.
-    pub async fn open(path: &Path) -> std::io::Result<Self> {
+    /// Opens (appends to) the log file and starts its writer task. When the file passes
+    /// `max_bytes` it is renamed to `<name>.1` (replacing the previous one) and a new file is
+    /// started, so the log never takes more than about twice that.
+    pub async fn open(path: &Path, max_bytes: u64) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .await?;
+        let mut file = open_append(path).await?;
+        let mut size = file.metadata().await?.len();
+        let path = path.to_owned();
         let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
         tokio::spawn(async move {
             while let Some(line) = rx.recv().await {
@@ -56,8 +67,21 @@ impl AuditLog {
                 while let Ok(more) = rx.try_recv() {
                     buf.extend_from_slice(more.as_bytes());
                 }
-                if let Err(e) = file.write_all(&buf).await {
-                    tracing::error!(error = %e, "cannot write the audit log");
+                if size + buf.len() as u64 > max_bytes && size > 0 {
+                    let _ = file.flush().await;
+                    let mut old = path.clone().into_os_string();
+                    old.push(".1");
+                    match tokio::fs::rename(&path, &old).await.and(Ok(())) {
+                        Ok(()) => match open_append(&path).await {
+                            Ok(f) => (file, size) = (f, 0),
+                            Err(e) => tracing::error!(error = %e, "cannot start a new audit log"),
+                        },
+                        Err(e) => tracing::error!(error = %e, "cannot rotate the audit log"),
+                    }
+                }
+                match file.write_all(&buf).await {
+                    Ok(()) => size += buf.len() as u64,
+                    Err(e) => tracing::error!(error = %e, "cannot write the audit log"),
                 }
             }
             let _ = file.flush().await;
@@ -90,6 +114,62 @@ impl AuditLog {
         }
         if r.decision == "deny" {
             tracing::warn!(socket = r.socket, pid = ?r.pid, uid = r.uid, route = r.route, reason = ?r.reason, "request denied");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> AuditRecord<'static> {
+        AuditRecord {
+            socket: "workload",
+            pid: Some(1),
+            uid: 0,
+            module: Some("m"),
+            method: "POST",
+            route: "/x",
+            decision: "allow",
+            reason: None,
+            status: 200,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_rotates_at_its_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&path, 4096).await.unwrap();
+        for _ in 0..200 {
+            log.record(&rec());
+            tokio::task::yield_now().await;
+        }
+        drop(log);
+        let old = dir.path().join("audit.log.1");
+        for _ in 0..500 {
+            if old.exists()
+                && std::fs::metadata(&path)
+                    .map(|m| m.len() > 0)
+                    .unwrap_or(false)
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for p in [&path, &old] {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(
+                text.len() as u64 <= 4096 + 512,
+                "{} is {} bytes",
+                p.display(),
+                text.len()
+            );
+            assert!(
+                text.lines()
+                    .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+                "whole lines only"
+            );
         }
     }
 }

@@ -70,12 +70,14 @@ pub async fn boot(config: Config) -> Result<Running, String> {
     })
     .await
     .map_err(|e| format!("module runtime: {e}"))?;
-    let audit = AuditLog::open(&config.audit_log).await.map_err(|e| {
-        format!(
-            "cannot open the audit log {}: {e}",
-            config.audit_log.display()
-        )
-    })?;
+    let audit = AuditLog::open(&config.audit_log, crate::audit::DEFAULT_MAX_BYTES)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the audit log {}: {e}",
+                config.audit_log.display()
+            )
+        })?;
     let daemon = Daemon::new(Parts {
         config,
         registry,
