@@ -1,0 +1,213 @@
+//! The software store's master key, sealed to the TPM (`[store] seal_master_key = "tpm"`).
+//!
+//! ```text
+//! state_dir/master.sealed        the key, sealed under PolicyOR(PolicyPCR(measurement PCR),
+//!                                PolicySecret(owner)) (see edgesec_keys::tpm::seal)
+//! state_dir/master.sealed.json   what keyd measured when it sealed: to name what changed
+//! ```
+//!
+//! At start keyd resets the measurement PCR, extends its own executable and config, and only
+//! then unseals: a different keyd binary or config gives another PCR value, the TPM refuses,
+//! and keyd refuses to serve, naming the measurement that changed. A plain `master.key` found
+//! on the first sealed start is sealed and then wiped.
+//!
+//! After a legitimate update the operator runs the *new* binary with the new config:
+//! `edgesec-keyd --config FILE reseal --confirm` (as root or as keyd's own user, with keyd
+//! stopped). It opens the key through the owner branch of the policy and seals it again to the
+//! PCR value the new binary and config give.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use edgesec_integrity::{Event, hex};
+use edgesec_keys::tpm::Tpm;
+use edgesec_keys::tpm::seal::UnsealError;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::measure::Measurements;
+
+const SEALED: &str = "master.sealed";
+const RECORD: &str = "master.sealed.json";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SealRecord {
+    pcr: u8,
+    /// The PCR value the key is sealed to, hex.
+    value: String,
+    /// keyd's own events when it was sealed.
+    measurements: Vec<Expected>,
+    sealed_at: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Expected {
+    kind: String,
+    name: String,
+    measurement: String,
+}
+
+fn what(kind: &str) -> &str {
+    match kind {
+        "keyd-executable" => "the keyd executable",
+        "keyd-config" => "keyd's config file",
+        other => other,
+    }
+}
+
+/// The master key: unsealed, or (first sealed start) taken from `master.key` or made by the
+/// TPM, then sealed.
+pub fn open_master(
+    config: &Config,
+    tpm: &Tpm,
+    m: &Measurements,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let dir = &config.state_dir;
+    edgesec_state::ensure_private_dir(dir).map_err(|e| e.to_string())?;
+    let sealed_path = dir.join(SEALED);
+    if sealed_path.exists() {
+        let sealed = std::fs::read(&sealed_path)
+            .map_err(|e| format!("cannot read {}: {e}", sealed_path.display()))?;
+        return match tpm.unseal(&sealed, &[m.pcr()]) {
+            Ok(k) => Ok(k),
+            Err(UnsealError::PcrMismatch) => Err(refusal(config, m)),
+            Err(UnsealError::Failed(e)) => {
+                Err(format!("cannot unseal the store's master key: {e}"))
+            }
+        };
+    }
+    let plain = dir.join("master.key");
+    let key = if plain.exists() {
+        let k = Zeroizing::new(
+            std::fs::read(&plain).map_err(|e| format!("cannot read {}: {e}", plain.display()))?,
+        );
+        if k.len() != 32 {
+            return Err(format!("{} is not a 32-byte master key", plain.display()));
+        }
+        k
+    } else {
+        Zeroizing::new(tpm.random(32).map_err(|e| e.to_string())?)
+    };
+    seal_and_record(config, tpm, m, &key)?;
+    if plain.exists() {
+        let _ = std::fs::write(&plain, [0u8; 32]);
+        edgesec_state::remove(&plain)
+            .map_err(|e| format!("cannot remove {}: {e}", plain.display()))?;
+        tracing::info!("the plain master.key was sealed to the TPM and removed");
+    } else {
+        tracing::info!("a new master key was made and sealed to the TPM");
+    }
+    Ok(key)
+}
+
+fn seal_and_record(config: &Config, tpm: &Tpm, m: &Measurements, key: &[u8]) -> Result<(), String> {
+    let pcr = m.pcr();
+    let sealed = tpm.seal(key, &[pcr]).map_err(|e| e.to_string())?;
+    let value = tpm.pcr_read(&[pcr]).map_err(|e| e.to_string())?[0].1;
+    let record = SealRecord {
+        pcr,
+        value: hex(&value),
+        measurements: own(&m.events())
+            .map(|e| Expected {
+                kind: e.kind.clone(),
+                name: e.name.clone(),
+                measurement: e.measurement.clone(),
+            })
+            .collect(),
+        sealed_at: crate::measure::log::now_rfc3339(),
+    };
+    let dir = &config.state_dir;
+    edgesec_state::write_replace(&dir.join(SEALED), &sealed, 0o600).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec_pretty(&record).expect("serializable");
+    edgesec_state::write_replace(&dir.join(RECORD), &json, 0o600).map_err(|e| e.to_string())
+}
+
+fn own(events: &[Event]) -> impl Iterator<Item = &Event> {
+    events.iter().filter(|e| e.kind.starts_with("keyd-"))
+}
+
+/// Why keyd refuses to serve: which of its measurements differ from those at seal time.
+fn refusal(config: &Config, m: &Measurements) -> String {
+    let record: Option<SealRecord> = std::fs::read(config.state_dir.join(RECORD))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let now = m.events();
+    let mut changes = Vec::new();
+    if let Some(r) = &record {
+        for e in own(&now) {
+            match r.measurements.iter().find(|x| x.kind == e.kind) {
+                Some(x) if x.measurement == e.measurement => {}
+                Some(x) => changes.push(format!(
+                    "{} changed: sealed to {} ({}), now {} ({})",
+                    what(&e.kind),
+                    x.measurement,
+                    x.name,
+                    e.measurement,
+                    e.name
+                )),
+                None => changes.push(format!(
+                    "{} was not measured when the key was sealed",
+                    what(&e.kind)
+                )),
+            }
+        }
+    }
+    if changes.is_empty() {
+        changes.push(format!(
+            "PCR {} differs from the value the key was sealed to (another program may have extended it)",
+            m.pcr()
+        ));
+    }
+    format!(
+        "the sealed key store refuses to open: {}. If this change is legitimate, stop keyd and \
+         re-seal as root or keyd's user with the new binary and config: edgesec-keyd --config {} \
+         reseal --confirm",
+        changes.join("; "),
+        config.file.display()
+    )
+}
+
+/// `edgesec-keyd --config FILE reseal --confirm`: seals the master key again to the PCR value
+/// this binary and this config give. Returns a summary for the operator.
+pub fn reseal(config: &Config, confirm: bool) -> Result<String, String> {
+    if !confirm {
+        return Err("re-sealing accepts the current keyd binary and config as trusted; run again with --confirm".into());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let owner = std::fs::metadata(&config.state_dir)
+        .map_err(|e| format!("cannot read {}: {e}", config.state_dir.display()))?
+        .uid();
+    if euid != 0 && euid != owner {
+        return Err(format!(
+            "only root or keyd's own user (uid {owner}, the owner of {}) may re-seal",
+            config.state_dir.display()
+        ));
+    }
+    let sealed_path = config.state_dir.join(SEALED);
+    let sealed = std::fs::read(&sealed_path).map_err(|e| {
+        format!(
+            "nothing to re-seal: cannot read {}: {e}",
+            sealed_path.display()
+        )
+    })?;
+    let _lock = edgesec_state::DirLock::acquire(&config.state_dir)
+        .map_err(|e| format!("{e}: is keyd running? Stop it before re-sealing"))?;
+    let tpm = config.tpm.connect()?;
+    let m = Measurements::start(config, Some(tpm.clone()))?;
+    let key = tpm
+        .unseal_as_owner(&sealed)
+        .map_err(|e| format!("cannot open the sealed key: {e}"))?;
+    seal_and_record(config, &tpm, &m, &key)?;
+    let list: Vec<String> = own(&m.events())
+        .map(|e| format!("{} {} = {}", what(&e.kind), e.name, e.measurement))
+        .collect();
+    Ok(format!("re-sealed the master key to: {}", list.join("; ")))
+}
+
+/// True when a sealed master key exists in `dir`.
+pub fn is_sealed(dir: &Path) -> bool {
+    dir.join(SEALED).exists()
+}

@@ -1,0 +1,262 @@
+//! Object templates (TPMT_PUBLIC) and the conversion of a TPM public area to a DER
+//! SubjectPublicKeyInfo.
+
+use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
+use tss_esapi::interface_types::ecc::EccCurve;
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::structures::{
+    Digest, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme, KeyedHashScheme, Public,
+    PublicBuilder, PublicEccParametersBuilder, PublicKeyRsa, PublicKeyedHashParameters,
+    PublicRsaParametersBuilder, RsaExponent, RsaScheme, SymmetricDefinitionObject,
+};
+
+use crate::KeyPairAlgorithm;
+
+type TssResult<T> = Result<T, tss_esapi::Error>;
+
+/// The storage root key: an ECC P-256 restricted decryption primary (the TCG's SRK shape).
+pub(crate) fn storage_root() -> TssResult<Public> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                EccCurve::NistP256,
+            )
+            .build()?,
+        )
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+}
+
+/// An unrestricted signing key pair, its scheme chosen at each signature.
+pub(crate) fn key_pair(alg: KeyPairAlgorithm) -> TssResult<Option<Public>> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_sign_encrypt(true)
+        .build()?;
+    let builder = PublicBuilder::new()
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes);
+    let curve = match alg {
+        KeyPairAlgorithm::EcP256 => Some(EccCurve::NistP256),
+        KeyPairAlgorithm::EcP384 => Some(EccCurve::NistP384),
+        _ => None,
+    };
+    if let Some(curve) = curve {
+        return builder
+            .with_public_algorithm(PublicAlgorithm::Ecc)
+            .with_ecc_parameters(
+                // Scheme Null: the scheme is chosen at each signature. (The builder refuses a
+                // Null scheme on a key flagged for signing, so the flag stays off here; the
+                // object attributes make it a signing key.)
+                PublicEccParametersBuilder::new()
+                    .with_ecc_scheme(EccScheme::Null)
+                    .with_curve(curve)
+                    .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+                    .build()?,
+            )
+            .with_ecc_unique_identifier(EccPoint::default())
+            .build()
+            .map(Some);
+    }
+    if alg != KeyPairAlgorithm::Rsa2048 {
+        return Ok(None);
+    }
+    builder
+        .with_public_algorithm(PublicAlgorithm::Rsa)
+        .with_rsa_parameters(
+            PublicRsaParametersBuilder::new()
+                .with_scheme(RsaScheme::Null)
+                .with_key_bits(RsaKeyBits::Rsa2048)
+                .with_exponent(RsaExponent::ZERO_EXPONENT)
+                .build()?,
+        )
+        .with_rsa_unique_identifier(PublicKeyRsa::default())
+        .build()
+        .map(Some)
+}
+
+/// A keyed-hash object: an HMAC-SHA256 key (`hmac`) or a sealed data object holding bytes that
+/// only come out through Unseal. `imported` objects carry caller data, so the TPM did not make
+/// their sensitive part. `policy` restricts use to a policy session (sealing to PCRs).
+pub(crate) fn keyed_hash(hmac: bool, imported: bool, policy: Option<Digest>) -> TssResult<Public> {
+    let mut attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(hmac && !imported)
+        .with_no_da(true)
+        .with_sign_encrypt(hmac);
+    attributes = attributes.with_user_with_auth(policy.is_none());
+    let scheme = if hmac {
+        KeyedHashScheme::HMAC_SHA_256
+    } else {
+        KeyedHashScheme::Null
+    };
+    let mut builder = PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes.build()?)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(scheme))
+        .with_keyed_hash_unique_identifier(Digest::default());
+    if let Some(p) = policy {
+        builder = builder.with_auth_policy(p);
+    }
+    builder.build()
+}
+
+/// The attestation key: a restricted ECDSA P-256 / SHA-256 signing primary in the endorsement
+/// hierarchy. Primaries are derived from the hierarchy seed and the template, so the same TPM
+/// gives the same key every time without storing anything.
+pub(crate) fn attestation_key() -> TssResult<Public> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_sign_encrypt(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Ecc)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_ecc_parameters(
+            PublicEccParametersBuilder::new()
+                .with_ecc_scheme(EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha256)))
+                .with_curve(EccCurve::NistP256)
+                .with_key_derivation_function_scheme(KeyDerivationFunctionScheme::Null)
+                .with_is_signing_key(true)
+                .with_restricted(true)
+                .build()?,
+        )
+        .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+}
+
+fn der_len(len: usize, out: &mut Vec<u8>) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+}
+
+fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    der_len(body.len(), &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A positive DER INTEGER from big-endian magnitude bytes.
+pub(crate) fn der_uint(bytes: &[u8]) -> Vec<u8> {
+    let trimmed: &[u8] = {
+        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+        &bytes[start..]
+    };
+    let mut body = Vec::with_capacity(trimmed.len() + 1);
+    if trimmed.first().is_none_or(|&b| b & 0x80 != 0) {
+        body.push(0);
+    }
+    body.extend_from_slice(trimmed);
+    der(0x02, &body)
+}
+
+/// An ECDSA signature as DER `SEQUENCE { r INTEGER, s INTEGER }`.
+pub(crate) fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
+    let mut body = der_uint(r);
+    body.extend(der_uint(s));
+    der(0x30, &body)
+}
+
+fn left_pad(v: &[u8], n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n.saturating_sub(v.len())];
+    out.extend_from_slice(v);
+    out
+}
+
+/// DER SubjectPublicKeyInfo of an ECC or RSA public area.
+pub(crate) fn spki_der(public: &Public) -> Option<Vec<u8>> {
+    match public {
+        Public::Ecc {
+            parameters, unique, ..
+        } => {
+            let (curve_oid, n): (&[u8], usize) = match parameters.ecc_curve() {
+                EccCurve::NistP256 => (
+                    &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+                    32,
+                ),
+                EccCurve::NistP384 => (&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22], 48),
+                _ => return None,
+            };
+            let mut alg = vec![0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+            alg.extend_from_slice(curve_oid);
+            let mut point = vec![0x00, 0x04];
+            point.extend(left_pad(unique.x().value(), n));
+            point.extend(left_pad(unique.y().value(), n));
+            let mut body = der(0x30, &alg);
+            body.extend(der(0x03, &point));
+            Some(der(0x30, &body))
+        }
+        Public::Rsa {
+            parameters, unique, ..
+        } => {
+            let exponent = match parameters.exponent().value() {
+                0 => 65537,
+                e => e,
+            };
+            let mut key = der_uint(unique.value());
+            key.extend(der_uint(&exponent.to_be_bytes()));
+            let mut bits = vec![0x00];
+            bits.extend(der(0x30, &key));
+            let alg = [
+                0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+                0x00,
+            ];
+            let mut body = alg.to_vec();
+            body.extend(der(0x03, &bits));
+            Some(der(0x30, &body))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_integers_are_minimal_and_positive() {
+        assert_eq!(der_uint(&[0, 0, 1]), vec![2, 1, 1]);
+        assert_eq!(der_uint(&[0x80]), vec![2, 2, 0, 0x80]);
+        assert_eq!(der_uint(&[]), vec![2, 1, 0]);
+        assert_eq!(
+            ecdsa_der(&[1], &[0xff]),
+            vec![0x30, 7, 2, 1, 1, 2, 2, 0, 0xff]
+        );
+    }
+}
