@@ -175,3 +175,79 @@ pub struct SystemResources {
     pub disks: Vec<Disk>,
     pub docker_stats: String,
 }
+
+/// `GET /status`: edgesec's own addition to the management API (IoT Edge has no such route),
+/// for `edgesec system status` and `edgesec check`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub uptime_secs: u64,
+    pub key_store: KeyStoreStatus,
+    pub device: DeviceStatus,
+    pub ca: CaChainStatus,
+    pub modules: ModuleCounts,
+}
+
+/// The key service as the daemon sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyStoreStatus {
+    /// `soft`, `pkcs11`, `tpm`; absent when keyd did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub hardware_backed: bool,
+    /// What the backend can do: `key-pair:ec-p256`, `sign:ecdsa-sha256`,
+    /// `symmetric:hmac-sha256`, `derive`, `aead`, `import`, ...
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Why keyd could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub id: String,
+    pub hub: String,
+    /// Provisioning source: `local`, `manual`, ...
+    pub source: String,
+}
+
+/// One certificate of the CA chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainCert {
+    pub subject: String,
+    /// RFC 3339.
+    pub not_after: String,
+    pub days_left: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaChainStatus {
+    /// `quickstart`, `provided` or `issued`.
+    pub mode: String,
+    /// A chain is loaded (it may still be expired).
+    pub ready: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_subject: Option<String>,
+    /// RFC 3339 not-after of the edge CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// Whole days until the earliest expiry in the chain (negative once expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
+    /// The edge CA first, then each issuer up to the root where known.
+    #[serde(default)]
+    pub chain: Vec<ChainCert>,
+    /// Why the clock is not trusted, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleCounts {
+    pub total: usize,
+    pub running: usize,
+    pub failed: usize,
+    pub stopped: usize,
+}

@@ -117,4 +117,15 @@ impl MgmtClient {
     pub async fn system_info(&self) -> Result<SystemInfo, ClientError> {
         self.http.get_json(&with_version("/systeminfo")).await
     }
+
+    pub async fn system_resources(&self) -> Result<SystemResources, ClientError> {
+        self.http
+            .get_json(&with_version("/systeminfo/resources"))
+            .await
+    }
+
+    /// edgesec's `GET /status`.
+    pub async fn status(&self) -> Result<DaemonStatus, ClientError> {
+        self.http.get_json(&with_version("/status")).await
+    }
 }

@@ -231,4 +231,45 @@ impl KeydClient {
     pub async fn capabilities(&self) -> Result<Capabilities, ClientError> {
         self.http.get_json(&path("/capabilities")).await
     }
+
+    /// Reports a measurement (`kind`, `name`, `sha256:<hex>`) into keyd's event log. `Ok(false)`
+    /// when an identical event was there already.
+    pub async fn report_measurement(
+        &self,
+        kind: &str,
+        name: &str,
+        measurement: &str,
+    ) -> Result<bool, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Recorded {
+            recorded: bool,
+        }
+        let r: Recorded = self
+            .post(
+                "/measurements",
+                &edgesec_integrity::evidence::MeasurementReport {
+                    kind: kind.into(),
+                    name: name.into(),
+                    measurement: measurement.into(),
+                },
+            )
+            .await?;
+        Ok(r.recorded)
+    }
+
+    /// keyd's event log and the current value of its measurement PCR.
+    pub async fn measurements(
+        &self,
+    ) -> Result<edgesec_integrity::evidence::MeasurementLog, ClientError> {
+        self.http.get_json(&path("/measurements")).await
+    }
+
+    /// A TPM quote over keyd's measurement PCR with `nonce` (1 to 64 bytes), and the log.
+    pub async fn quote(&self, nonce: &[u8]) -> Result<edgesec_integrity::Evidence, ClientError> {
+        self.post(
+            "/attestation/quote",
+            &serde_json::json!({ "nonce": edgesec_integrity::hex(nonce) }),
+        )
+        .await
+    }
 }

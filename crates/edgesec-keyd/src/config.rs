@@ -6,7 +6,7 @@
 //! state_dir = "state/keyd"        # the key store: 0700, refused when others can write it
 //!
 //! [store]
-//! backend = "soft"
+//! backend = "soft"                # or "pkcs11"; routes, the token and preloaded keys: store.rs
 //!
 //! [limits]                        # all optional
 //! max_body_bytes = 65536
@@ -26,6 +26,8 @@ use edgesec_config::ConfigError;
 use serde::Deserialize;
 
 use crate::principals::{Principal, Principals};
+use crate::store::RawStore;
+pub use crate::store::{Backend, Pkcs11Settings, Route, StoreConfig};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,25 +37,15 @@ struct RawConfig {
     socket_group: Option<u32>,
     state_dir: PathBuf,
     #[serde(default)]
-    store: StoreConfig,
+    store: RawStore,
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default, rename = "principal")]
     principals: Vec<RawPrincipal>,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
     #[serde(default)]
-    pub backend: Backend,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    #[default]
-    Soft,
+    tpm: Option<crate::platform::RawTpm>,
+    #[serde(default)]
+    measure: Option<crate::platform::RawMeasure>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -100,6 +92,10 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub principals: Principals,
+    /// `[tpm]` (see `platform.rs`).
+    pub tpm: crate::platform::TpmSettings,
+    /// `[measure]` (see `platform.rs`).
+    pub measure: crate::platform::MeasureSettings,
 }
 
 impl Config {
@@ -172,9 +168,11 @@ impl Config {
             socket: edgesec_config::resolve(file, &raw.socket),
             socket_group: raw.socket_group,
             state_dir: edgesec_config::resolve(file, &raw.state_dir),
-            store: raw.store,
+            store: StoreConfig::from_raw(file, raw.store)?,
             limits: l,
             principals: Principals::new(principals),
+            tpm: crate::platform::TpmSettings::from_raw(file, raw.tpm)?,
+            measure: crate::platform::MeasureSettings::from_raw(file, raw.measure)?,
         })
     }
 

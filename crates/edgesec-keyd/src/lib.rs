@@ -6,9 +6,14 @@ pub mod api;
 pub mod client;
 pub mod config;
 mod handle;
+pub mod measure;
+pub mod platform;
 pub mod principals;
 pub mod remote_store;
+pub mod sealing;
 mod server;
+pub mod startup;
+pub mod store;
 
 pub use handle::RESERVED_PREFIX;
 pub use server::KeyService;

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use edgesec_http::{ServerLimits, bind_unix_socket, serve};
 use edgesec_keyd::KeyService;
-use edgesec_keyd::config::{Backend, Config};
-use edgesec_keys::KeyStore;
-use edgesec_keys::soft::SoftKeyStore;
+use edgesec_keyd::config::Config;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Mode of the key service socket: the daemon's user and group only.
@@ -25,6 +23,19 @@ struct Args {
     /// Path of keyd.toml.
     #[arg(long, short)]
     config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Seal the store's master key again to this binary and config (after a legitimate update;
+    /// root or keyd's user, keyd stopped).
+    Reseal {
+        /// Accept the current keyd binary and config as trusted.
+        #[arg(long)]
+        confirm: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,6 +48,18 @@ fn main() -> ExitCode {
             return ExitCode::from(edgesec_config::EXIT_CONFIG as u8);
         }
     };
+    if let Some(Command::Reseal { confirm }) = args.command {
+        return match edgesec_keyd::sealing::reseal(&config, confirm) {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edgesec-keyd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
@@ -53,13 +76,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let store: Arc<dyn KeyStore> = match config.store.backend {
-        Backend::Soft => {
-            Arc::new(SoftKeyStore::open(&config.state_dir).map_err(|e| e.to_string())?)
-        }
-    };
+    let (store, measurements) = edgesec_keyd::startup::open(&config)?;
     let service = KeyService::new(store, config.principals.clone())
-        .map_err(|e| format!("cannot start: {e}"))?;
+        .map_err(|e| format!("cannot start: {e}"))?
+        .with_measurements(measurements);
     let listener = bind_unix_socket(&config.socket, SOCKET_MODE, config.socket_group)
         .map_err(|e| format!("cannot listen on {}: {e}", config.socket.display()))?;
     let limits = ServerLimits {
@@ -70,7 +90,7 @@ async fn run(config: Config) -> Result<(), String> {
     };
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tracing::info!(socket = %config.socket.display(), store = %config.state_dir.display(), "edgesec-keyd ready");
+    tracing::info!(socket = %config.socket.display(), state = %config.state_dir.display(), store = %config.store.describe(), "edgesec-keyd ready");
     serve(listener, limits, Arc::new(service), async move {
         tokio::select! {
             _ = term.recv() => {}

@@ -9,13 +9,19 @@
 
 mod error;
 mod id;
+mod routed;
 mod types;
 
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 #[cfg(feature = "soft")]
 pub mod soft;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 pub use error::KeyError;
 pub use id::KeyId;
+pub use routed::{RoutedKeyStore, glob};
 pub use types::{
     Capabilities, KeyInfo, KeyKind, KeyPairAlgorithm, KeyRef, PublicKey, SignAlgorithm, SignInput,
     SymmetricUsage, pem_encode,

@@ -255,6 +255,16 @@ pub struct Capabilities {
     pub delete: bool,
     /// True when keys never leave protected hardware.
     pub hardware_backed: bool,
+    /// Key id patterns this backend serves, when it is one part of a routed store (`*` for the
+    /// default backend, which serves every id no rule names). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// A routed store's parts, each with its own capabilities and `keys`. The fields above are
+    /// then the union (lists, operations) or the intersection (`digestSigning`,
+    /// `hardwareBacked`) of the parts: an operation listed above may still be refused for a key
+    /// that lives on a part without it. Empty for a single backend.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Capabilities>,
 }
 
 impl Capabilities {
@@ -272,6 +282,8 @@ impl Capabilities {
             import: false,
             delete: false,
             hardware_backed: false,
+            keys: Vec::new(),
+            backends: Vec::new(),
         }
     }
 }

@@ -67,6 +67,20 @@ pub enum RuntimeError {
         context: String,
         source: io::Error,
     },
+    /// The container engine refused or failed a request. `status` is the engine's HTTP status
+    /// when it answered; `message` is its error text (it names the container or image).
+    Engine {
+        module: String,
+        context: String,
+        status: Option<u16>,
+        message: String,
+    },
+    /// An image could not be pulled (`imagePullPolicy: on-create`).
+    ImagePull {
+        module: String,
+        image: String,
+        message: String,
+    },
 }
 
 impl fmt::Display for RuntimeError {
@@ -104,6 +118,17 @@ impl fmt::Display for RuntimeError {
                 write!(f, "module {module}: did not exit after SIGKILL")
             }
             Io { context, source } => write!(f, "{context}: {source}"),
+            Engine {
+                module,
+                context,
+                message,
+                ..
+            } => write!(f, "module {module}: {context}: {message}"),
+            ImagePull {
+                module,
+                image,
+                message,
+            } => write!(f, "module {module}: cannot pull image {image:?}: {message}"),
         }
     }
 }

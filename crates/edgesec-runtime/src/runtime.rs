@@ -1,5 +1,5 @@
-//! The `ModuleRuntime` trait: what the daemon asks of any backend (plain processes today,
-//! docker/podman later). The daemon holds an `Arc<dyn ModuleRuntime>`, so the trait is
+//! The `ModuleRuntime` trait: what the daemon asks of any backend (plain processes, docker or
+//! podman containers). The daemon holds an `Arc<dyn ModuleRuntime>`, so the trait is
 //! dyn-compatible through `async_trait` (one boxed future per call).
 
 use std::time::Duration;
@@ -29,6 +29,14 @@ pub trait ModuleRuntime: Send + Sync {
         settings: ModuleSettings,
         env: Vec<(String, String)>,
     ) -> Result<Measurement, RuntimeError>;
+
+    /// Gets ready to create a module with `settings` without creating it (IoT Edge's
+    /// `prepareupdate`): a container backend pulls the image when the pull policy says so.
+    /// Nothing to do by default.
+    async fn prepare(&self, name: &str, settings: &ModuleSettings) -> Result<(), RuntimeError> {
+        let _ = (name, settings);
+        Ok(())
+    }
 
     /// Starts a created or stopped module. A running module gives `AlreadyRunning`.
     async fn start(&self, name: &str) -> Result<(), RuntimeError>;
@@ -62,6 +70,26 @@ pub trait ModuleRuntime: Send + Sync {
     /// sure: attribution fails closed. The caller pins the pid first and re-checks the pin
     /// after this answer.
     async fn owner_of(&self, pid: i32) -> Option<String>;
+
+    /// The measurement of what the caller `pid` of `module` runs now, to compare with the one
+    /// `create` returned: for a process, the SHA-256 of its executable (`/proc/<pid>/exe`); for
+    /// a container, the image id of the caller's container as the engine reports it now.
+    async fn caller_measurement(
+        &self,
+        module: &str,
+        pid: i32,
+    ) -> Result<Measurement, RuntimeError> {
+        let measured = tokio::task::spawn_blocking(move || edgesec_attest::exe_measurement(pid))
+            .await
+            .map_err(|e| RuntimeError::Io {
+                context: format!("module {module}: measure task"),
+                source: std::io::Error::other(e),
+            })?;
+        measured.map_err(|source| RuntimeError::Measure {
+            module: module.to_owned(),
+            source,
+        })
+    }
 
     /// A receiver of exit events, one per ended run of any module.
     fn exit_events(&self) -> broadcast::Receiver<ExitEvent>;

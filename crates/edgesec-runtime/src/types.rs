@@ -60,6 +60,10 @@ pub struct ModuleState {
     pub pid: Option<i32>,
     /// Starts after the first one (by `start`, `restart` or a restart policy in the daemon).
     pub restart_count: u32,
+    /// What the runtime has to say beyond the status, e.g. that a container was removed
+    /// behind the daemon's back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl ModuleState {
@@ -73,6 +77,7 @@ impl ModuleState {
             finished_at: None,
             pid: None,
             restart_count: 0,
+            description: None,
         }
     }
 }
@@ -94,12 +99,74 @@ pub struct ProcessSettings {
     pub user: Option<String>,
 }
 
+/// When a container module's image is pulled (IoT Edge `imagePullPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Pull the image every time the module is created (IoT Edge's default).
+    #[default]
+    OnCreate,
+    /// Never pull: the image must already be in the engine.
+    Never,
+}
+
+impl PullPolicy {
+    /// `on-create` or `never`, in any letter case (as IoT Edge parses it).
+    pub fn parse(s: &str) -> Option<PullPolicy> {
+        if s.eq_ignore_ascii_case("on-create") {
+            Some(PullPolicy::OnCreate)
+        } else if s.eq_ignore_ascii_case("never") {
+            Some(PullPolicy::Never)
+        } else {
+            None
+        }
+    }
+}
+
+/// A host path bind-mounted into a container (a workload or management socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Absolute host path; it must exist when the container starts.
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// How to run a module as a container (the `docker` backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerSettings {
+    /// Image reference, e.g. `mcr.microsoft.com/azureiotedge-agent:1.6` or `localhost/demo:1`.
+    pub image: String,
+    /// Docker `ContainerCreate` JSON, as IoT Edge's `settings.createOptions` (an object).
+    pub create_options: serde_json::Map<String, serde_json::Value>,
+    pub pull_policy: PullPolicy,
+    /// Mounts the daemon adds (the module's workload socket; the agent's management socket).
+    pub mounts: Vec<BindMount>,
+}
+
 /// Backend-specific settings of a module. A backend refuses kinds it does not run with
 /// [`crate::RuntimeError::Unsupported`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ModuleSettings {
     Process(ProcessSettings),
+    Docker(DockerSettings),
+}
+
+impl ModuleSettings {
+    /// The backend that runs this kind: `"process"` or `"docker"`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            ModuleSettings::Process(_) => "process",
+            ModuleSettings::Docker(_) => "docker",
+        }
+    }
+}
+
+impl From<DockerSettings> for ModuleSettings {
+    fn from(s: DockerSettings) -> Self {
+        ModuleSettings::Docker(s)
+    }
 }
 
 impl From<ProcessSettings> for ModuleSettings {

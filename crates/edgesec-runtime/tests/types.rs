@@ -29,6 +29,7 @@ fn state_times_are_rfc3339_utc() {
         finished_at: None,
         pid: None,
         restart_count: 2,
+        description: None,
     };
     let v = serde_json::to_value(&st).unwrap();
     assert_eq!(v["status"], "failed");

@@ -1,5 +1,7 @@
-//! The agent: registered implicitly from config (after measuring its executable), started at
-//! boot, and kept running by the watchdog, which restarts it with a doubling backoff.
+//! The agent: registered implicitly from config (after measuring its executable, or as a
+//! container of its image, the way IoT Edge runs edgeAgent), started at boot, and kept running
+//! by the watchdog, which restarts it with a doubling backoff. A container agent whose
+//! container was removed or died is created again by the runtime's start.
 
 use std::time::{Duration, Instant};
 
@@ -12,12 +14,24 @@ impl Daemon {
     /// The agent's module spec, from config.
     pub fn agent_spec(&self) -> ModuleSpec {
         let a = &self.config.agent;
+        let (module_type, settings) = if a.agent_type == "docker" {
+            let mut s = serde_json::json!({ "image": a.image.clone().unwrap_or_default() });
+            if !a.create_options.is_empty() {
+                s["createOptions"] = serde_json::Value::Object(a.create_options.clone());
+            }
+            ("docker", s)
+        } else {
+            (
+                "process",
+                serde_json::json!({ "command": a.command.display().to_string(), "args": a.args }),
+            )
+        };
         ModuleSpec {
             name: a.name.clone(),
-            module_type: "process".into(),
-            image_pull_policy: None,
+            module_type: module_type.into(),
+            image_pull_policy: a.image_pull_policy.clone(),
             config: ModuleConfig {
-                settings: serde_json::json!({ "command": a.command.display().to_string(), "args": a.args }),
+                settings,
                 env: a
                     .env
                     .iter()
@@ -34,13 +48,13 @@ impl Daemon {
     /// starts it.
     pub async fn bootstrap_agent(&self) -> Result<(), String> {
         let spec = self.agent_spec();
-        self.update_module(spec, true).await.map_err(|e| {
-            format!(
-                "cannot start the agent {}: {}",
-                self.config.agent.command.display(),
-                e.message
-            )
-        })?;
+        let what = match &self.config.agent.image {
+            Some(image) if self.config.agent.agent_type == "docker" => image.clone(),
+            _ => self.config.agent.command.display().to_string(),
+        };
+        self.update_module(spec, true)
+            .await
+            .map_err(|e| format!("cannot start the agent {what}: {}", e.message))?;
         tracing::info!(agent = %self.config.agent.name, "agent started");
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! Caller attestation: which module, if any, is the process on the other end of a socket.
 //!
 //! The order matters. The process is pinned first (pidfd plus start time), then resolved to a
-//! module through the runtime's records (its process group or cgroup, never anything the caller
-//! says), then its executable is compared with the module's registration, and finally the pin is
+//! module through the runtime's records (its process group or cgroup, or the container id its
+//! cgroup names; never anything the caller says), then what it runs (its executable, or its
+//! container's image id) is compared with the module's registration, and finally the pin is
 //! checked again, so a pid that was reused during the checks can never borrow an identity.
 
-use edgesec_attest::{PinnedProcess, exe_measurement};
+use edgesec_attest::PinnedProcess;
 use edgesec_http::Peer;
 
 use crate::daemon::Daemon;
@@ -65,9 +66,13 @@ impl Daemon {
             Some(r) => r.measurement,
             None => return nobody("module not registered", Some(module)),
         };
-        let measured = match tokio::task::spawn_blocking(move || exe_measurement(pid)).await {
-            Ok(Ok(m)) => m,
-            _ => return nobody("cannot measure the caller", Some(module)),
+        // A process: its executable's hash; a container: its container's current image id.
+        let measured = match self.runtime.caller_measurement(&module, pid).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(module, pid, error = %e, "cannot measure the caller");
+                return nobody("cannot measure the caller", Some(module));
+            }
         };
         if measured != registered {
             tracing::warn!(module, pid, expected = %registered, found = %measured, "caller runs an executable other than the registered one");

@@ -61,23 +61,36 @@ impl AuditLog {
         let path = path.to_owned();
         let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
         tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                let mut buf = line.into_bytes();
-                // batch whatever else is queued into one write
+            while let Some(first) = rx.recv().await {
+                // take whatever else is queued too, and write it in as few calls as the size
+                // limit allows: the limit is checked line by line
+                let mut lines = vec![first];
                 while let Ok(more) = rx.try_recv() {
-                    buf.extend_from_slice(more.as_bytes());
+                    lines.push(more);
                 }
-                if size + buf.len() as u64 > max_bytes && size > 0 {
-                    let _ = file.flush().await;
-                    let mut old = path.clone().into_os_string();
-                    old.push(".1");
-                    match tokio::fs::rename(&path, &old).await.and(Ok(())) {
-                        Ok(()) => match open_append(&path).await {
-                            Ok(f) => (file, size) = (f, 0),
-                            Err(e) => tracing::error!(error = %e, "cannot start a new audit log"),
-                        },
-                        Err(e) => tracing::error!(error = %e, "cannot rotate the audit log"),
+                let mut buf = Vec::new();
+                for line in lines {
+                    if size + (buf.len() + line.len()) as u64 > max_bytes
+                        && size + buf.len() as u64 > 0
+                    {
+                        if let Err(e) = file.write_all(&buf).await {
+                            tracing::error!(error = %e, "cannot write the audit log");
+                        }
+                        buf.clear();
+                        let _ = file.flush().await;
+                        let mut old = path.clone().into_os_string();
+                        old.push(".1");
+                        match tokio::fs::rename(&path, &old).await {
+                            Ok(()) => match open_append(&path).await {
+                                Ok(f) => (file, size) = (f, 0),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot start a new audit log")
+                                }
+                            },
+                            Err(e) => tracing::error!(error = %e, "cannot rotate the audit log"),
+                        }
                     }
+                    buf.extend_from_slice(line.as_bytes());
                 }
                 match file.write_all(&buf).await {
                     Ok(()) => size += buf.len() as u64,
@@ -141,9 +154,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let log = AuditLog::open(&path, 4096).await.unwrap();
+        // queue them all at once: the writer takes them as one batch and must still rotate
         for _ in 0..200 {
             log.record(&rec());
-            tokio::task::yield_now().await;
         }
         drop(log);
         let old = dir.path().join("audit.log.1");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use edgesec_http::{ServerLimits, bind_unix_socket, serve};
 use edgesec_keyd::remote_store::RemoteKeyStore;
 use edgesec_pki::{CertAuthority, PkiEvent, SystemClock};
-use edgesec_runtime::{ModuleSettings, ProcessRuntime, ProcessRuntimeConfig};
+use edgesec_runtime::{ProcessRuntime, ProcessRuntimeConfig};
 use tokio::sync::oneshot;
 
 use crate::audit::AuditLog;
@@ -47,6 +47,7 @@ pub async fn boot(config: Config) -> Result<Running, String> {
     let lock = edgesec_state::DirLock::acquire(&config.state_dir)
         .map_err(|e| format!("{e}: is another edgesecd running with this config?"))?;
     let keyd = KeydLink::connect(&config.keyd).await?;
+    crate::mgmt::attestation::report_boot(&keyd.client, &config).await;
     let identities = Identities::init(&keyd.client, &config.provisioning).await?;
     tracing::info!(device = %config.provisioning.device_id, hub = %config.provisioning.iothub_hostname, "device identity ready");
 
@@ -70,6 +71,8 @@ pub async fn boot(config: Config) -> Result<Running, String> {
     })
     .await
     .map_err(|e| format!("module runtime: {e}"))?;
+    let (runtime, docker) =
+        crate::containers::runtimes(&config, runtime, &cgroup_parent(&config)).await?;
     let audit = AuditLog::open(&config.audit_log, crate::audit::DEFAULT_MAX_BYTES)
         .await
         .map_err(|e| {
@@ -82,12 +85,15 @@ pub async fn boot(config: Config) -> Result<Running, String> {
         config,
         registry,
         identities,
-        runtime: Arc::new(runtime),
+        runtime,
         ca,
         audit,
     });
 
     recreate_modules(&daemon).await;
+    if let (Some(docker), Some(moby)) = (&docker, &daemon.config.moby) {
+        crate::containers::reconcile(docker, moby.remove_orphans).await;
+    }
     let stops = open_sockets(&daemon)?;
     resume_modules(&daemon).await;
     daemon.bootstrap_agent().await?;
@@ -123,17 +129,23 @@ async fn recreate_modules(d: &Arc<Daemon>) {
             }
         };
         let env = d.module_env(&r.spec, &generation);
+        if Daemon::is_container(&r.spec)
+            && let Err(e) = d.prepare_container_socket(&r.spec.name).await
+        {
+            tracing::error!(module = %r.spec.name, error = %e.message, "cannot open the module's socket");
+            continue;
+        }
         match d
             .runtime
             .create(
                 &r.spec.name,
-                ModuleSettings::Process(crate::modules::beside_daemon(settings)),
+                d.runtime_settings(&r.spec.name, settings),
                 env,
             )
             .await
         {
             Ok(m) if m != r.measurement => {
-                tracing::warn!(module = %r.spec.name, registered = %r.measurement, now = %m, "the module's executable changed since it was registered; its calls will be refused")
+                tracing::warn!(module = %r.spec.name, registered = %r.measurement, now = %m, "the module's executable or image changed since it was registered; its calls will be refused")
             }
             Ok(_) => {}
             Err(e) => tracing::error!(module = %r.spec.name, error = %e, "cannot re-create module"),

@@ -10,7 +10,9 @@ use edgesec_keyd::client::KeydClient;
 use edgesec_keys::{SignAlgorithm, SignInput, SymmetricUsage};
 use zeroize::Zeroizing;
 
-use crate::config::Provisioning;
+use edgesec_pki::config::KeySource;
+
+use crate::config::{DeviceAuth, Provisioning};
 
 pub const DEVICE_KEY_ID: &str = "edgesec/device-key";
 pub const ENCRYPTION_KEY_ID: &str = "edgesec/workload-encryption";
@@ -27,12 +29,29 @@ impl Identities {
     /// Loads or creates the device key (importing a connection string's key) and the workload
     /// encryption key.
     pub async fn init(keyd: &KeydClient, provisioning: &Provisioning) -> Result<Self, String> {
-        let device_key = match &provisioning.shared_access_key {
-            None => {
+        let device_key = match (&provisioning.shared_access_key, &provisioning.auth) {
+            (Some(b64), _) => import_device_key(keyd, b64).await,
+            (None, DeviceAuth::SasKey(KeySource::KeyStore(id))) => {
+                keyd.load_key(id.as_str()).await.map_err(|e| {
+                    edgesec_http::ClientError::InvalidRequest(format!(
+                        "the device key {id} (provisioning.authentication.device_id_pk) is not \
+                         usable in keyd ({e}); import it first, e.g. with `edgesec config import`"
+                    ))
+                })
+            }
+            (None, DeviceAuth::SasKey(KeySource::File(path))) => {
+                let b64 = Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read the device key {}: {e}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                );
+                import_device_key(keyd, &b64).await
+            }
+            _ => {
                 keyd.create_key(DEVICE_KEY_ID, SymmetricUsage::HmacSha256)
                     .await
             }
-            Some(b64) => import_device_key(keyd, b64).await,
         }
         .map_err(|e| format!("cannot set up the device key in keyd: {e}"))?
         .key_handle;
@@ -94,7 +113,8 @@ async fn import_device_key(
             .decode(b64)
             .map_err(|_| {
                 edgesec_http::ClientError::InvalidRequest(
-                    "the connection string's SharedAccessKey is not base64".into(),
+                    "the device key (a connection string's SharedAccessKey or a key file) is not base64"
+                        .into(),
                 )
             })?,
     );

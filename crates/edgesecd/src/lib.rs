@@ -7,6 +7,7 @@ pub mod attest;
 pub mod audit;
 pub mod bootstrap;
 pub mod config;
+pub mod containers;
 pub mod daemon;
 pub mod identity;
 pub mod keyd_link;

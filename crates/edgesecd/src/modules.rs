@@ -11,6 +11,7 @@ use edgesec_api::mgmt::{
 use edgesec_http::{ApiError, unix_uri};
 use edgesec_runtime::{ModuleState, ProcessSettings, RuntimeError};
 
+use crate::containers::{ValidSettings, validate_docker};
 use crate::daemon::Daemon;
 use crate::registry::{IdentityRecord, Registration, new_generation_id};
 
@@ -42,28 +43,32 @@ fn runtime_error(module: &str, e: RuntimeError) -> ApiError {
         | E::CommandNotFound { .. }
         | E::NotExecutable { .. }
         | E::UserNotFound { .. }
-        | E::Unsupported { .. } => ApiError::bad_request(e.to_string()),
+        | E::Unsupported { .. }
+        | E::ImagePull { .. } => ApiError::bad_request(e.to_string()),
+        E::Engine {
+            status: Some(code @ 400..=499),
+            ..
+        } => ApiError::new(
+            http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_REQUEST),
+            e.to_string(),
+        ),
         other => ApiError::internal_logged(&other),
     }
 }
 
-/// Checks a spec and returns its process settings.
-pub fn validate_spec(spec: &ModuleSpec) -> Result<ProcessSettings, ApiError> {
+/// Checks a spec and returns its settings (process or docker).
+pub fn validate_spec(spec: &ModuleSpec) -> Result<ValidSettings, ApiError> {
     edgesec_runtime::validate_module_name(&spec.name)
         .map_err(|e| ApiError::bad_request(format!("invalid module name: {e}")))?;
-    match spec.module_type.as_str() {
-        "process" => {}
-        "docker" => {
-            return Err(ApiError::bad_request(
-                "module type \"docker\" is not supported by this edgesecd yet; use \"process\"",
-            ));
-        }
+    let docker = match spec.module_type.as_str() {
+        "process" => false,
+        "docker" => true,
         other => {
             return Err(ApiError::bad_request(format!(
-                "invalid module type {other:?}; expected \"process\""
+                "invalid module type {other:?}; expected \"process\" or \"docker\""
             )));
         }
-    }
+    };
     let mut seen = BTreeSet::new();
     let mut total = 0;
     if spec.config.env.len() > MAX_ENV {
@@ -89,6 +94,9 @@ pub fn validate_spec(spec: &ModuleSpec) -> Result<ProcessSettings, ApiError> {
     if total > MAX_ENV_BYTES {
         return Err(ApiError::bad_request("env vars are larger than 64 KiB"));
     }
+    if docker {
+        return validate_docker(spec).map(ValidSettings::Docker);
+    }
     let settings: ProcessSettings = serde_path_to_error::deserialize(&spec.config.settings)
         .map_err(|e| {
             ApiError::unprocessable(format!(
@@ -105,7 +113,7 @@ pub fn validate_spec(spec: &ModuleSpec) -> Result<ProcessSettings, ApiError> {
             "settings.command must be non-empty, and no argument may hold NUL",
         ));
     }
-    Ok(settings)
+    Ok(ValidSettings::Process(settings))
 }
 
 /// A bare command name (no `/`) runs the workspace's own binary of that name next to the
@@ -144,10 +152,7 @@ impl Daemon {
     ) -> Vec<(String, String)> {
         let c = &self.config;
         let mut env = vec![
-            (
-                "IOTEDGE_WORKLOADURI".into(),
-                unix_uri(&self.module_socket(&spec.name)),
-            ),
+            ("IOTEDGE_WORKLOADURI".into(), self.workload_uri(spec)),
             ("IOTEDGE_MODULEID".into(), spec.name.clone()),
             ("IOTEDGE_MODULEGENERATIONID".into(), generation_id.into()),
             ("IOTEDGE_DEVICEID".into(), c.provisioning.device_id.clone()),
@@ -198,7 +203,7 @@ impl Daemon {
     async fn register(
         &self,
         spec: ModuleSpec,
-        settings: ProcessSettings,
+        settings: ValidSettings,
         generation: Generation,
         start: bool,
     ) -> Result<ModuleDetails, ApiError> {
@@ -216,11 +221,21 @@ impl Daemon {
             (Generation::Keep, None) => new_generation_id(),
         };
         let env = self.module_env(&spec, &generation_id);
+        if Self::is_container(&spec) {
+            self.prepare_container_socket(&name).await?;
+        }
         let measurement = self
             .runtime
-            .create(&name, beside_daemon(settings).into(), env)
+            .create(&name, self.runtime_settings(&name, settings), env)
             .await
             .map_err(|e| runtime_error(&name, e))?;
+        crate::mgmt::attestation::report(
+            self.identities.keyd(),
+            "module",
+            &name,
+            &measurement.to_string(),
+        )
+        .await;
         let registration = Registration {
             spec,
             measurement,
@@ -422,7 +437,7 @@ fn details_of(spec: ModuleSpec, state: Option<ModuleState>) -> ModuleDetails {
             exit_status,
             runtime_status: RuntimeStatus {
                 status,
-                description: None,
+                description: state.and_then(|s| s.description),
             },
         },
     }

@@ -2,6 +2,7 @@
 //! themselves are in `keys.rs` (create, load, import, delete, list) and `crypto.rs` (public key,
 //! sign, verify, derive, export, encrypt, decrypt).
 
+mod attestation;
 mod crypto;
 mod keys;
 
@@ -24,6 +25,8 @@ pub struct KeyService {
     store: Arc<dyn KeyStore>,
     handles: HandleCodec,
     principals: Principals,
+    /// The measurement log; when set, every client is measured before it is served.
+    measure: Option<Arc<crate::measure::Measurements>>,
 }
 
 impl KeyService {
@@ -33,7 +36,14 @@ impl KeyService {
             store,
             handles,
             principals,
+            measure: None,
         })
+    }
+
+    /// Measures every client before serving it, and serves the measurement and quote routes.
+    pub fn with_measurements(mut self, m: Arc<crate::measure::Measurements>) -> Self {
+        self.measure = Some(m);
+        self
     }
 
     async fn route(&self, peer: &Peer, req: &Request) -> Result<Response, ApiError> {
@@ -61,11 +71,15 @@ impl KeyService {
             (&Method::POST, ["derive", "export"]) => self.export(uid, req),
             (&Method::POST, ["encrypt"]) => self.encrypt(uid, req),
             (&Method::POST, ["decrypt"]) => self.decrypt(uid, req),
+            (&Method::POST, ["measurements"]) => self.report_measurement(peer, req),
+            (&Method::GET, ["measurements"]) => self.measurement_log(uid),
+            (&Method::POST, ["attestation", "quote"]) => self.quote(uid, req).await,
             (
                 _,
                 [
                     "keypair" | "key" | "import" | "delete" | "keys" | "capabilities" | "publickey"
-                    | "sign" | "verify" | "derive" | "encrypt" | "decrypt",
+                    | "sign" | "verify" | "derive" | "encrypt" | "decrypt" | "measurements"
+                    | "attestation",
                     ..,
                 ],
             ) => Err(ApiError::method_not_allowed()),
@@ -120,6 +134,11 @@ impl KeyService {
 
 impl Handler for KeyService {
     async fn call(&self, peer: Peer, req: Request) -> Response {
+        if let Some(m) = &self.measure
+            && let Err(e) = m.admit(&peer).await
+        {
+            return e.into_response();
+        }
         match self.route(&peer, &req).await {
             Ok(r) => r,
             Err(e) => {

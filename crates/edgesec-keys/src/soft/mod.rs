@@ -11,10 +11,10 @@
 //! Keys are decrypted once, on first use, and kept parsed in memory; the cache is read-locked
 //! only for a map lookup, never across a cryptographic operation.
 
-mod material;
-mod record;
+pub(crate) mod material;
+pub(crate) mod record;
 mod sign;
-mod symmetric;
+pub(crate) mod symmetric;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,23 @@ impl SoftKeyStore {
         Ok(SoftKeyStore {
             keys_dir,
             master,
+            cache: RwLock::default(),
+            _lock: lock,
+        })
+    }
+
+    /// Opens the store in `dir` with a master key kept elsewhere (sealed to a TPM by the key
+    /// service): no `master.key` file is read or created. Wrong bytes show as corrupted keys.
+    pub fn open_with_master_key(dir: &Path, master: &[u8]) -> Result<Self> {
+        fs::ensure_private_dir(dir).map_err(backend)?;
+        let lock = fs::DirLock::acquire(dir).map_err(backend)?;
+        let keys_dir = dir.join("keys");
+        fs::ensure_private_dir(&keys_dir).map_err(backend)?;
+        fs::remove_stale_temp_files(dir);
+        fs::remove_stale_temp_files(&keys_dir);
+        Ok(SoftKeyStore {
+            keys_dir,
+            master: MasterKey::new(master)?,
             cache: RwLock::default(),
             _lock: lock,
         })
@@ -178,6 +195,8 @@ impl KeyStore for SoftKeyStore {
             import: true,
             delete: true,
             hardware_backed: false,
+            keys: Vec::new(),
+            backends: Vec::new(),
         }
     }
 

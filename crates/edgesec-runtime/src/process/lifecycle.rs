@@ -51,7 +51,17 @@ pub(crate) async fn create(
         name: name.to_owned(),
         reason,
     })?;
-    let ModuleSettings::Process(settings) = settings;
+    let settings = match settings {
+        ModuleSettings::Process(s) => s,
+        other => {
+            return Err(RuntimeError::Unsupported {
+                what: format!(
+                    "module {name}: {} modules in the process backend",
+                    other.backend()
+                ),
+            });
+        }
+    };
     if shared.get(name).is_some() {
         return Err(RuntimeError::AlreadyExists {
             name: name.to_owned(),

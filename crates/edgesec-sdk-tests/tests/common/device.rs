@@ -49,6 +49,11 @@ fn table<'a>(t: &'a mut toml::Table, key: &str) -> &'a mut toml::Table {
 impl Device {
     /// Starts edgesecd on a fresh copy of the quickstart and waits for its sockets.
     pub async fn start() -> Device {
+        Self::start_with(|_| {}).await
+    }
+
+    /// `start`, with the config changed by `edit` first (e.g. a `[moby_runtime]` table).
+    pub async fn start_with(edit: impl FnOnce(&mut toml::Table)) -> Device {
         let edgesecd = super::edgesecd();
         let dir = tempfile::Builder::new()
             .prefix("edgesec-sdk-")
@@ -72,6 +77,7 @@ impl Device {
         p.insert("device_id".into(), DEVICE.into());
         p.insert("iothub_hostname".into(), HUB.into());
         table(&mut config, "agent").insert("deployment".into(), "deployment.json".into());
+        edit(&mut config);
         std::fs::write(&path, toml::to_string(&config).expect("toml")).expect("write config.toml");
         let out = dir.path().join("out");
         std::fs::create_dir(&out).expect("out dir");

@@ -2,6 +2,8 @@
 //! binary named without a path (the agent, keyd) is looked up next to the running edgesecd
 //! first, so a copied quickstart directory runs as it is. See `docs/config.md`.
 
+mod moby;
+mod provisioning;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -13,7 +15,8 @@ use std::time::Duration;
 use edgesec_config::ConfigError;
 use edgesec_pki::config::PkiConfig;
 
-pub use raw::ProvisioningSource;
+pub use moby::MobyConfig;
+pub use provisioning::{DeviceAuth, DpsAttestation, ProvisioningSource};
 
 /// The validated config: absolute paths, defaults filled in.
 #[derive(Debug, Clone)]
@@ -29,6 +32,8 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
     pub pki: PkiConfig,
     pub audit_log: PathBuf,
+    /// The container engine (`[moby_runtime]`), when container modules are used.
+    pub moby: Option<MobyConfig>,
 }
 
 /// Who this device is.
@@ -40,6 +45,28 @@ pub struct Provisioning {
     /// A manual connection string's key, imported into keyd at boot. Held only as long as
     /// needed; the key store keeps it from then on.
     pub shared_access_key: Option<zeroize::Zeroizing<String>>,
+    /// How the device proves who it is.
+    pub auth: DeviceAuth,
+}
+
+impl Provisioning {
+    /// Why this build cannot boot with these settings, if it cannot: X.509 and DPS load and
+    /// validate, but need the cloud interface that a later version adds.
+    pub fn unsupported(&self) -> Option<String> {
+        match &self.auth {
+            DeviceAuth::Dps { .. } => Some(
+                "provisioning source dps is not supported by this build yet; use source = \"manual\" \
+                 or \"local\" until it is"
+                    .into(),
+            ),
+            DeviceAuth::X509 { .. } => Some(
+                "provisioning with an X.509 identity certificate (method = \"x509\") is not \
+                 supported by this build yet; use method = \"sas\" or a connection string until it is"
+                    .into(),
+            ),
+            DeviceAuth::SharedKey | DeviceAuth::SasKey(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +100,12 @@ pub struct AgentConfig {
     pub args: Vec<String>,
     pub deployment: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// `process` or `docker`.
+    pub agent_type: String,
+    /// For `docker`: the image, its createOptions (Docker JSON) and pull policy.
+    pub image: Option<String>,
+    pub create_options: serde_json::Map<String, serde_json::Value>,
+    pub image_pull_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -16,7 +16,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     hostname: Option<String>,
     state_dir: PathBuf,
-    provisioning: RawProvisioning,
+    provisioning: super::provisioning::RawProvisioning,
     keyd: RawKeyd,
     #[serde(default)]
     management: RawManagement,
@@ -34,28 +34,10 @@ pub(super) struct RawConfig {
     trust_bundle_cert: Option<PemFile>,
     #[serde(default)]
     audit_log: Option<PathBuf>,
-}
-
-/// Where the device identity comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProvisioningSource {
-    /// A standalone device: the device id from config, its key made in keyd.
-    Local,
-    /// An IoT Hub connection string; its key is imported into keyd.
-    Manual,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvisioning {
-    source: ProvisioningSource,
     #[serde(default)]
-    device_id: Option<String>,
+    allow_elevated_docker_permissions: Option<bool>,
     #[serde(default)]
-    iothub_hostname: Option<String>,
-    #[serde(default)]
-    connection_string: Option<String>,
+    moby_runtime: Option<super::moby::RawMoby>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +105,10 @@ struct RawAgent {
     args: Vec<String>,
     deployment: PathBuf,
     env: BTreeMap<String, String>,
+    /// `type = "docker"`: the image, its createOptions and pull policy.
+    image: Option<String>,
+    create_options: Option<toml::Table>,
+    image_pull_policy: Option<String>,
 }
 
 impl Default for RawAgent {
@@ -134,6 +120,9 @@ impl Default for RawAgent {
             args: Vec::new(),
             deployment: "deployment.json".into(),
             env: BTreeMap::new(),
+            image: None,
+            create_options: None,
+            image_pull_policy: None,
         }
     }
 }
@@ -155,7 +144,10 @@ impl Default for RawWatchdog {
 }
 
 /// Parses `HostName=..;DeviceId=..;SharedAccessKey=..` (order free, other keys refused).
-fn parse_connection_string(file: &Path, s: &str) -> Result<(String, String, String), ConfigError> {
+pub(super) fn parse_connection_string(
+    file: &Path,
+    s: &str,
+) -> Result<(String, String, String), ConfigError> {
     let key = "provisioning.connection_string";
     let (mut host, mut device, mut sak) = (None, None, None);
     for part in s.split(';').filter(|p| !p.trim().is_empty()) {
@@ -191,7 +183,7 @@ fn parse_connection_string(file: &Path, s: &str) -> Result<(String, String, Stri
 }
 
 /// Device ids as IoT Hub allows them: up to 128 ASCII letters, digits and `-.%_*?!(),:=@$'+`.
-fn check_device_id(file: &Path, id: &str) -> Result<(), ConfigError> {
+pub(super) fn check_device_id(file: &Path, id: &str) -> Result<(), ConfigError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -217,56 +209,7 @@ fn system_hostname() -> String {
 impl RawConfig {
     pub(super) fn validate(self, file: &Path) -> Result<Config, ConfigError> {
         let state_dir = resolve(file, &self.state_dir);
-        let p = self.provisioning;
-        let provisioning = match p.source {
-            ProvisioningSource::Local => {
-                if p.connection_string.is_some() {
-                    return Err(ConfigError::invalid(
-                        file,
-                        "provisioning.connection_string",
-                        "only for source = \"manual\"",
-                    ));
-                }
-                let device_id = p.device_id.ok_or_else(|| {
-                    ConfigError::invalid(
-                        file,
-                        "provisioning.device_id",
-                        "required for source = \"local\"",
-                    )
-                })?;
-                check_device_id(file, &device_id)?;
-                Provisioning {
-                    source: p.source,
-                    iothub_hostname: p.iothub_hostname.unwrap_or_else(|| "localhost".into()),
-                    device_id,
-                    shared_access_key: None,
-                }
-            }
-            ProvisioningSource::Manual => {
-                let cs = p.connection_string.ok_or_else(|| {
-                    ConfigError::invalid(
-                        file,
-                        "provisioning.connection_string",
-                        "required for source = \"manual\"",
-                    )
-                })?;
-                if p.device_id.is_some() || p.iothub_hostname.is_some() {
-                    return Err(ConfigError::invalid(
-                        file,
-                        "provisioning",
-                        "with a connection_string, give neither device_id nor iothub_hostname",
-                    ));
-                }
-                let (host, device, key) = parse_connection_string(file, &cs)?;
-                check_device_id(file, &device)?;
-                Provisioning {
-                    source: p.source,
-                    device_id: device,
-                    iothub_hostname: host,
-                    shared_access_key: Some(key.into()),
-                }
-            }
-        };
+        let provisioning = self.provisioning.validate(file)?;
 
         let hostname = self.hostname.unwrap_or_else(system_hostname);
         if hostname.is_empty()
@@ -324,13 +267,40 @@ impl RawConfig {
         }
 
         let a = self.agent;
-        if a.agent_type != "process" {
+        let agent_is_container = match a.agent_type.as_str() {
+            "process" => false,
+            "docker" => true,
+            other => {
+                return Err(ConfigError::invalid(
+                    file,
+                    "agent.type",
+                    format!("{other:?} is not a module type; use \"process\" or \"docker\""),
+                ));
+            }
+        };
+        if agent_is_container && a.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
             return Err(ConfigError::invalid(
                 file,
-                "agent.type",
-                format!("{:?} is not supported yet; use \"process\"", a.agent_type),
+                "agent.image",
+                "required for type = \"docker\"",
             ));
         }
+        if let Some(p) = &a.image_pull_policy
+            && edgesec_runtime::PullPolicy::parse(p).is_none()
+        {
+            return Err(ConfigError::invalid(
+                file,
+                "agent.image_pull_policy",
+                format!("{p:?}: expected \"on-create\" or \"never\""),
+            ));
+        }
+        let agent_create_options = super::moby::create_options_json(file, a.create_options)?;
+        let moby = super::moby::validate(
+            file,
+            self.moby_runtime,
+            self.allow_elevated_docker_permissions,
+            agent_is_container,
+        )?;
         edgesec_runtime::validate_module_name(&a.name)
             .map_err(|e| ConfigError::invalid(file, "agent.name", e))?;
         if a.command.is_empty() {
@@ -393,7 +363,12 @@ impl RawConfig {
                 args: a.args,
                 deployment: resolve(file, &a.deployment),
                 env: a.env,
+                agent_type: a.agent_type,
+                image: a.image,
+                create_options: agent_create_options,
+                image_pull_policy: a.image_pull_policy,
             },
+            moby,
             watchdog: WatchdogConfig {
                 interval: Duration::from_secs(w.interval_secs),
                 max_backoff: Duration::from_secs(w.max_backoff_secs),

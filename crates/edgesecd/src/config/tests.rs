@@ -55,7 +55,7 @@ fn bad_configs_name_the_key() {
     for (text, needle) in [
         (base.to_string(), "missing field `provisioning`"),
         (
-            format!("{base}[provisioning]\nsource = \"dps\"\n"),
+            format!("{base}[provisioning]\nsource = \"cloud\"\n"),
             "key `provisioning.source`",
         ),
         (
@@ -88,7 +88,7 @@ fn bad_configs_name_the_key() {
             format!(
                 "{base}[provisioning]\nsource = \"local\"\ndevice_id = \"d\"\n[agent]\ntype = \"docker\"\n"
             ),
-            "key `agent.type`",
+            "key `agent.image`",
         ),
         (
             format!(
@@ -136,4 +136,135 @@ fn programs_are_found_beside_edgesecd_or_taken_as_paths() {
         find_program(file, "no-such-program-xyz"),
         Path::new("no-such-program-xyz")
     );
+}
+
+const BASE: &str = "state_dir = \"s\"\n[keyd]\nsocket = \"k\"\n";
+
+#[test]
+fn manual_sas_x509_and_dps_load() {
+    let c = parse(&format!(
+        "{BASE}[provisioning]\nsource = \"manual\"\niothub_hostname = \"h.azure-devices.net\"\ndevice_id = \"d1\"\n\
+         [provisioning.authentication]\nmethod = \"sas\"\ndevice_id_pk = \"keyd:edgesec/device-key\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.provisioning.device_id, "d1");
+    assert!(
+        matches!(&c.provisioning.auth, DeviceAuth::SasKey(edgesec_pki::config::KeySource::KeyStore(id)) if id.as_str() == "edgesec/device-key")
+    );
+    assert_eq!(c.provisioning.unsupported(), None);
+
+    let c = parse(&format!(
+        "{BASE}[provisioning]\nsource = \"manual\"\niothub_hostname = \"h\"\ndevice_id = \"d1\"\n\
+         [provisioning.authentication]\nmethod = \"x509\"\nidentity_cert = \"id.pem\"\nidentity_pk = \"file:///k.pem\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.provisioning.auth,
+        DeviceAuth::X509 {
+            identity_cert: "/etc/edgesec/id.pem".into(),
+            identity_pk: edgesec_pki::config::KeySource::File("/k.pem".into()),
+        }
+    );
+    assert!(c.provisioning.unsupported().unwrap().contains("X.509"));
+
+    for (att, want) in [
+        (
+            "method = \"symmetric_key\"\nregistration_id = \"r1\"\nsymmetric_key = \"keyd:edgesec/dps-key\"",
+            "symmetric",
+        ),
+        (
+            "method = \"x509\"\nregistration_id = \"r1\"\nidentity_cert = \"/c.pem\"\nidentity_pk = \"keyd:edgesec/dps-id\"",
+            "x509",
+        ),
+        ("method = \"tpm\"\nregistration_id = \"r1\"", "tpm"),
+    ] {
+        let c = parse(&format!(
+            "{BASE}[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://global.azure-devices-provisioning.net\"\n\
+             id_scope = \"0ne0000A0A\"\n[provisioning.attestation]\n{att}\n"
+        ))
+        .unwrap();
+        let DeviceAuth::Dps {
+            registration_id,
+            attestation,
+            ..
+        } = &c.provisioning.auth
+        else {
+            panic!("{want}");
+        };
+        assert_eq!(registration_id.as_deref(), Some("r1"));
+        assert!(
+            format!("{attestation:?}").to_lowercase().starts_with(want),
+            "{attestation:?}"
+        );
+        assert_eq!(
+            c.provisioning.unsupported().unwrap(),
+            "provisioning source dps is not supported by this build yet; use source = \"manual\" or \"local\" until it is"
+        );
+    }
+}
+
+#[test]
+fn mixed_provisioning_variants_name_the_key() {
+    let dps = "source = \"dps\"\nglobal_endpoint = \"https://g\"\nid_scope = \"0ne1\"\n";
+    for (body, needle) in [
+        (
+            "source = \"manual\"\niothub_hostname = \"h\"\ndevice_id = \"d\"\n[provisioning.authentication]\nmethod = \"sas\"\n",
+            "key `provisioning.authentication.device_id_pk`: required",
+        ),
+        (
+            "source = \"manual\"\niothub_hostname = \"h\"\ndevice_id = \"d\"\n[provisioning.authentication]\nmethod = \"sas\"\ndevice_id_pk = \"keyd:k\"\nidentity_cert = \"c\"\n",
+            "key `provisioning.authentication.identity_cert`: not used",
+        ),
+        (
+            "source = \"manual\"\ndevice_id = \"d\"\n[provisioning.authentication]\nmethod = \"sas\"\ndevice_id_pk = \"keyd:k\"\n",
+            "key `provisioning.iothub_hostname`: required",
+        ),
+        (
+            "source = \"manual\"\nconnection_string = \"HostName=h;DeviceId=d;SharedAccessKey=k\"\n[provisioning.authentication]\nmethod = \"sas\"\ndevice_id_pk = \"keyd:k\"\n",
+            "key `provisioning`",
+        ),
+        (
+            "source = \"manual\"\n",
+            "key `provisioning.connection_string`",
+        ),
+        (
+            "source = \"local\"\ndevice_id = \"d\"\nid_scope = \"x\"\n",
+            "key `provisioning.id_scope`: not used",
+        ),
+        (
+            &format!("{dps}device_id = \"d\"\n"),
+            "key `provisioning.device_id`: not used",
+        ),
+        (dps, "key `provisioning.attestation`: required"),
+        (
+            &format!(
+                "{dps}[provisioning.attestation]\nmethod = \"sas\"\nregistration_id = \"r\"\n"
+            ),
+            "key `provisioning.attestation.method`",
+        ),
+        (
+            &format!(
+                "{dps}[provisioning.attestation]\nmethod = \"symmetric_key\"\nsymmetric_key = \"keyd:k\"\n"
+            ),
+            "key `provisioning.attestation.registration_id`: required",
+        ),
+        (
+            &format!(
+                "{dps}[provisioning.attestation]\nmethod = \"tpm\"\nregistration_id = \"r\"\nsymmetric_key = \"keyd:k\"\n"
+            ),
+            "key `provisioning.attestation.symmetric_key`: not used",
+        ),
+        (
+            "source = \"dps\"\nglobal_endpoint = \"http://g\"\nid_scope = \"0ne1\"\n[provisioning.attestation]\nmethod = \"tpm\"\nregistration_id = \"r\"\n",
+            "key `provisioning.global_endpoint`",
+        ),
+        (
+            &format!("{dps}[provisioning.attestation]\nmethod = \"magic\"\n"),
+            "key `provisioning.attestation.method`",
+        ),
+    ] {
+        let text = format!("{BASE}[provisioning]\n{body}");
+        let e = parse(&text).unwrap_err();
+        assert!(e.contains(needle), "{text:?}: {e}");
+    }
 }

@@ -4,9 +4,11 @@
 //! agent; reads, start/stop/restart and logs also admins (uids or a group from config).
 //! Everyone else gets 403 `{"message":"forbidden"}`. Every decision is audited.
 
+pub(crate) mod attestation;
 mod identities;
 mod logs;
 mod modules;
+mod status;
 mod systeminfo;
 
 use std::sync::Arc;
@@ -30,6 +32,8 @@ enum Access {
     Agent,
     /// The agent and admins.
     Reader,
+    /// Admins only.
+    Admin,
 }
 
 /// A matched route: what it needs and what to run.
@@ -48,7 +52,9 @@ enum Route {
     DeleteIdentity(String),
     SystemInfo,
     SystemResources,
+    Status,
     Reprovision,
+    Quote,
 }
 
 impl Route {
@@ -62,6 +68,7 @@ impl Route {
             | Route::UpdateIdentity(_)
             | Route::DeleteIdentity(_)
             | Route::Reprovision => Access::Agent,
+            Route::Quote => Access::Admin,
             _ => Access::Reader,
         }
     }
@@ -94,7 +101,15 @@ fn route(method: &Method, segs: &[String]) -> Result<Route, ApiError> {
         (&Method::GET, ["systeminfo"]) => Route::SystemInfo,
         (&Method::GET, ["systeminfo", "resources"]) => Route::SystemResources,
         (&Method::POST, ["device", "reprovision"]) => Route::Reprovision,
-        (_, ["modules" | "identities" | "systeminfo" | "device", ..]) => {
+        (&Method::GET, ["status"]) => Route::Status,
+        (&Method::GET, ["attestation", "quote"]) => Route::Quote,
+        (
+            _,
+            [
+                "modules" | "identities" | "systeminfo" | "device" | "status" | "attestation",
+                ..,
+            ],
+        ) => {
             return Err(ApiError::method_not_allowed());
         }
         _ => return Err(ApiError::not_found()),
@@ -105,16 +120,17 @@ impl MgmtApi {
     /// Decides whether the caller may use a route; returns the caller's attestation either way.
     async fn authorize(&self, peer: &Peer, access: Access) -> (bool, Attested, &'static str) {
         let attested = self.daemon.attest(peer).await;
-        if attested.module().is_some_and(|m| self.daemon.is_agent(m)) {
+        if access != Access::Admin && attested.module().is_some_and(|m| self.daemon.is_agent(m)) {
             return (true, attested, "agent");
         }
-        if access == Access::Reader && self.is_admin(peer) {
+        if access != Access::Agent && self.is_admin(peer) {
             return (true, attested, "admin");
         }
         let why = match (access, attested.reason()) {
             (_, Some(reason)) => reason,
             (Access::Agent, None) => "not the agent",
             (Access::Reader, None) => "not the agent or an admin",
+            (Access::Admin, None) => "not an admin",
         };
         (false, attested, why)
     }
@@ -140,7 +156,7 @@ impl MgmtApi {
             Route::GetModule(n) => modules::get(d, &n).await,
             Route::UpdateModule(n) => modules::update(d, &n, req).await,
             Route::DeleteModule(n) => modules::delete(d, &n).await,
-            Route::PrepareUpdate(n) => modules::prepare_update(&n, req),
+            Route::PrepareUpdate(n) => modules::prepare_update(d, &n, req).await,
             Route::Action(n, a) => modules::action(d, &n, a).await,
             Route::Logs(n) => logs::logs(d, &n, req).await,
             Route::ListIdentities => identities::list(d).await,
@@ -149,6 +165,8 @@ impl MgmtApi {
             Route::DeleteIdentity(n) => identities::delete(d, &n).await,
             Route::SystemInfo => systeminfo::info(d),
             Route::SystemResources => systeminfo::resources(d),
+            Route::Status => status::status(d).await,
+            Route::Quote => attestation::quote(d, req).await,
             Route::Reprovision => identities::reprovision(d).await,
         }
     }

@@ -57,15 +57,16 @@ pub async fn delete(d: &Daemon, name: &str) -> Result<Response, ApiError> {
     Ok(no_content())
 }
 
-/// Process modules have no image to pull: the spec is checked and nothing else happens.
-pub fn prepare_update(name: &str, req: &Request) -> Result<Response, ApiError> {
+/// Checks the spec; for a container module with pull policy `on-create`, pulls its image
+/// (IoT Edge's prepareupdate). Process modules have nothing to prepare.
+pub async fn prepare_update(d: &Daemon, name: &str, req: &Request) -> Result<Response, ApiError> {
     let spec: ModuleSpec = parse_json_body(req)?;
     if spec.name != name {
         return Err(ApiError::bad_request(
             "module name in spec does not match URI",
         ));
     }
-    crate::modules::validate_spec(&spec)?;
+    d.prepare_module(&spec).await?;
     Ok(no_content())
 }
 

@@ -96,6 +96,44 @@ impl Edge {
         e
     }
 
+    /// `examples/<name>` instead of the quickstart: its keyd.toml and config.toml (edited by
+    /// `edit`) with `deployment`; `setup` runs on the copy before the start (to make a token, say)
+    /// and returns the environment edgesecd runs with (and passes on to the keyd it starts).
+    pub fn example(
+        name: &str,
+        deployment: &str,
+        edit: impl FnOnce(String) -> String,
+        setup: impl FnOnce(&Path) -> Vec<(String, String)>,
+    ) -> Edge {
+        sibling("edgesec-keyd");
+        let dir = tempfile::tempdir().unwrap();
+        let example = workspace().join("examples").join(name);
+        std::fs::copy(example.join("keyd.toml"), dir.path().join("keyd.toml")).unwrap();
+        let config = std::fs::read_to_string(example.join("config.toml")).unwrap();
+        std::fs::write(dir.path().join("config.toml"), edit(config)).unwrap();
+        std::fs::write(dir.path().join("deployment.json"), deployment).unwrap();
+        let env = setup(dir.path());
+        let stderr = dir.path().join("edgesecd.log");
+        let mut e = Edge {
+            dir,
+            child: None,
+            stderr,
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        e.start_with_env(&env).expect("edgesecd starts");
+        e
+    }
+
+    /// The config line that makes a probe (with request box `dir`) the agent.
+    pub fn probe_agent(dir: &Path) -> String {
+        format!(
+            "command = \"{}\"\nargs = [\"{}\", \"{}\"]",
+            python().display(),
+            probe_script().display(),
+            dir.display()
+        )
+    }
+
     /// The quickstart with a probe as the agent; returns the agent's request box.
     pub fn with_probe_agent(deployment: &str) -> (Edge, Probe) {
         let agent_box = tempfile::tempdir().unwrap().keep();
@@ -227,11 +265,25 @@ impl Edge {
         out
     }
 
+    /// The audit records. They are written in the background, so this first waits until the
+    /// log has stopped growing for a moment, and ignores a line still being written.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.path("state/edgesecd/audit.log"))
+        let path = self.path("state/edgesecd/audit.log");
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = size();
+        loop {
+            std::thread::sleep(Duration::from_millis(150));
+            let now = size();
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
+        std::fs::read_to_string(&path)
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
 }
