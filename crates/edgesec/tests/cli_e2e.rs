@@ -35,10 +35,27 @@ fn list_check_and_status_match_their_goldens() {
         String::from_utf8_lossy(&out.stdout)
     );
     let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Free space belongs to the test machine: a nearly full disk warns, and that is right too.
+    // The golden records it as a pass so it does not depend on where the test runs.
+    let mut disk_warned = false;
     for c in v["checks"].as_array_mut().unwrap() {
         if c["id"] == "disk-space" {
             c["detail"] = "<free space>".into();
+            match c["result"].as_str() {
+                Some("pass") => {}
+                Some("warn") => {
+                    disk_warned = true;
+                    c["result"] = "pass".into();
+                    c.as_object_mut().unwrap().remove("hint");
+                }
+                other => panic!("disk-space check gave {other:?}: {c}"),
+            }
         }
+    }
+    if disk_warned {
+        let summary = &mut v["summary"];
+        summary["warn"] = (summary["warn"].as_u64().unwrap() - 1).into();
+        summary["pass"] = (summary["pass"].as_u64().unwrap() + 1).into();
     }
     let json = serde_json::to_string_pretty(&v).unwrap() + "\n";
     golden("check.json", &normalize(&paths(&edge, &json)));

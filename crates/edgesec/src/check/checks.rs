@@ -387,11 +387,35 @@ fn disk_space(dir: &Path) -> Check {
     let mib = free / (1 << 20);
     let detail = format!("{mib} MiB free ({pct:.0}%) in {}", dir.display());
     let hint = "free space there: edgesecd writes state and certificates atomically and needs room for a copy";
-    if pct < 1.0 || mib < 20 {
-        not(i, Outcome::Fail, detail, hint)
-    } else if pct < 5.0 || mib < 200 {
-        not(i, Outcome::Warn, detail, hint)
+    match disk_outcome(mib, pct) {
+        Outcome::Pass => pass(i, detail),
+        o => not(i, o, detail, hint),
+    }
+}
+
+/// Absolute sizes decide: what edgesecd writes is small, so 5% of a large disk is plenty;
+/// the percentage only matters on small flash, where it is also little space.
+fn disk_outcome(free_mib: u64, free_pct: f64) -> Outcome {
+    if free_mib < 20 {
+        Outcome::Fail
+    } else if free_mib < 200 || (free_pct < 5.0 && free_mib < 1024) {
+        Outcome::Warn
     } else {
-        pass(i, detail)
+        Outcome::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_space_thresholds() {
+        assert_eq!(disk_outcome(19, 50.0), Outcome::Fail);
+        assert_eq!(disk_outcome(150, 50.0), Outcome::Warn);
+        assert_eq!(disk_outcome(800, 3.0), Outcome::Warn);
+        // 12 GiB free on a 250 GiB disk is under 5% and still plenty.
+        assert_eq!(disk_outcome(12 * 1024, 4.8), Outcome::Pass);
+        assert_eq!(disk_outcome(800, 40.0), Outcome::Pass);
     }
 }
