@@ -7,48 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Edgesecd, bin_dir, copy_quickstart, free_port, have_tool, openssl_verify};
+use common::{
+    Edgesecd, bin_dir, copy_quickstart, free_port, have_tool, openssl_verify, test_deployment,
+};
 use serde_json::{Value, json};
 
 const CLIENT_IDENTITY: &str = "azureiot://localhost/devices/quickstart-device/modules/demo-client";
 const WAIT: Duration = Duration::from_secs(120);
-
-/// The quickstart's deployment with `port` instead of 8443, a dump directory for each demo
-/// module, and one more client that expects the wrong server name and gives up after 5 s.
-fn test_deployment(dir: &std::path::Path, port: u16) {
-    let path = dir.join("deployment.json");
-    let mut d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    let mut replaced = 0;
-    for (name, dump) in [
-        ("demo-server", "dump/server"),
-        ("demo-client", "dump/client"),
-    ] {
-        let args = d["modules"][name]["settings"]["args"]
-            .as_array_mut()
-            .unwrap_or_else(|| panic!("the quickstart has no {name} with args"));
-        for a in args.iter_mut() {
-            if a == "127.0.0.1:8443" {
-                *a = json!(addr);
-                replaced += 1;
-            }
-        }
-        args.push(json!("--dump-dir"));
-        args.push(json!(dir.join(dump)));
-    }
-    assert_eq!(replaced, 2, "both demo modules use 127.0.0.1:8443");
-    d["modules"]["demo-wrongname"] = json!({
-        "type": "process",
-        "restartPolicy": "never",
-        "startupOrder": 3,
-        "settings": {
-            "command": "edgesec-demo",
-            "args": ["client", "--connect", addr, "--server-name", "wrong.example",
-                     "--once", "--timeout", "5s"]
-        }
-    });
-    std::fs::write(&path, serde_json::to_vec_pretty(&d).unwrap()).unwrap();
-}
 
 #[test]
 fn the_quickstart_shows_mutual_tls_between_two_modules() {

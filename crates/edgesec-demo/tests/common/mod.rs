@@ -1,12 +1,15 @@
 //! Running the real edgesecd on a copy of the quickstart, and reading it through the
 //! management API as an admin.
 
+#![allow(dead_code)] // each test binary uses a part
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use edgesec_http::{NO_BODY, UdsClient};
 use http::{Method, StatusCode};
+use serde_json::{Value, json};
 
 pub const API: &str = "api-version=2022-08-03";
 
@@ -34,7 +37,13 @@ pub fn quickstart_dir() -> PathBuf {
 
 /// Copies the quickstart's files (not a `run/` or `state/` left by a manual run) into `to`.
 pub fn copy_quickstart(to: &Path) {
-    for entry in std::fs::read_dir(quickstart_dir()).unwrap() {
+    copy_example("quickstart", to);
+}
+
+/// Copies the files of `examples/<name>` (not a `run/` or `state/` left by a manual run).
+pub fn copy_example(name: &str, to: &Path) {
+    let dir = quickstart_dir().with_file_name(name);
+    for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         if entry.file_type().unwrap().is_file() {
             std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
@@ -217,4 +226,41 @@ pub fn openssl_verify(dir: &Path, prefix: &str, extra: &[&str]) -> (bool, String
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// The quickstart's deployment with `port` instead of 8443, a dump directory for each demo
+/// module, and one more client that expects the wrong server name and gives up after 5 s.
+pub fn test_deployment(dir: &std::path::Path, port: u16) {
+    let path = dir.join("deployment.json");
+    let mut d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let mut replaced = 0;
+    for (name, dump) in [
+        ("demo-server", "dump/server"),
+        ("demo-client", "dump/client"),
+    ] {
+        let args = d["modules"][name]["settings"]["args"]
+            .as_array_mut()
+            .unwrap_or_else(|| panic!("the quickstart has no {name} with args"));
+        for a in args.iter_mut() {
+            if a == "127.0.0.1:8443" {
+                *a = json!(addr);
+                replaced += 1;
+            }
+        }
+        args.push(json!("--dump-dir"));
+        args.push(json!(dir.join(dump)));
+    }
+    assert_eq!(replaced, 2, "both demo modules use 127.0.0.1:8443");
+    d["modules"]["demo-wrongname"] = json!({
+        "type": "process",
+        "restartPolicy": "never",
+        "startupOrder": 3,
+        "settings": {
+            "command": "edgesec-demo",
+            "args": ["client", "--connect", addr, "--server-name", "wrong.example",
+                     "--once", "--timeout", "5s"]
+        }
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&d).unwrap()).unwrap();
 }
