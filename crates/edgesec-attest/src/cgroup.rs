@@ -64,7 +64,7 @@ pub fn cgroup_paths(pid: i32) -> Result<Vec<CgroupEntry>, AttestError> {
         return Err(AttestError::ProcessGone { pid });
     }
     let path = format!("/proc/{pid}/cgroup");
-    let text = std::fs::read_to_string(&path)
+    let text = crate::procstat::read_proc_file(&path)
         .map_err(|e| AttestError::from_proc_io(pid, format!("read {path}"), e))?;
     Ok(parse_cgroup_file(&text))
 }

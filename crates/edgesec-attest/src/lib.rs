@@ -25,7 +25,7 @@ pub use cgroup::{
 pub use error::AttestError;
 pub use measure::{
     DEFAULT_CACHE_ENTRIES, DEFAULT_MAX_SIZE, MeasureConfig, MeasureStats, Measurer,
-    exe_measurement, measure_file,
+    exe_measurement, exe_measurement_cached, measure_file,
 };
 pub use measurement::{Measurement, ParseMeasurementError};
 pub use pin::{PinnedProcess, has_exited};

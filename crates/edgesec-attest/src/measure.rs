@@ -142,6 +142,32 @@ impl Measurer {
         self.measure_open(&file, &path)
     }
 
+    /// The measurement of process `pid`'s executable if the cache holds it for the file the
+    /// process runs now: an open and an fstat, never a hash, so it is cheap enough to call on
+    /// an async worker for every request. `Ok(None)` on a miss: then measure with
+    /// [`Measurer::exe`] off the async workers. The answer is the one `exe` would give.
+    pub fn exe_cached(&self, pid: i32) -> Result<Option<Measurement>, AttestError> {
+        if pid <= 0 {
+            return Err(AttestError::ProcessGone { pid });
+        }
+        let path = format!("/proc/{pid}/exe");
+        let file = open_nonblocking(Path::new(&path))
+            .map_err(|e| AttestError::from_proc_io(pid, format!("open {path}"), e))?;
+        let key = stat_regular(&file, &path)?;
+        let max = self.max_size();
+        if key.size > max {
+            return Err(AttestError::TooLarge {
+                size: key.size,
+                max,
+            });
+        }
+        let hit = self.lock_cache().get(&key).copied();
+        if hit.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(hit)
+    }
+
     /// Measures the file at `path` (symlinks followed), for create-time measurement.
     pub fn file(&self, path: &Path) -> Result<Measurement, AttestError> {
         let shown = path.display().to_string();
@@ -262,6 +288,12 @@ fn hash_exactly(file: &File, size: u64, shown: &str) -> Result<Option<Measuremen
 /// Measures the executable of `pid` with the global measurer.
 pub fn exe_measurement(pid: i32) -> Result<Measurement, AttestError> {
     Measurer::global().exe(pid)
+}
+
+/// The cached measurement of `pid`'s executable from the global measurer, if there is one
+/// (see [`Measurer::exe_cached`]).
+pub fn exe_measurement_cached(pid: i32) -> Result<Option<Measurement>, AttestError> {
+    Measurer::global().exe_cached(pid)
 }
 
 /// Measures the file at `path` with the global measurer (same cache as [`exe_measurement`]).

@@ -132,7 +132,7 @@ pub fn has_exited(pidfd: &impl AsFd) -> Result<bool, AttestError> {
 /// `Pid:` line of /proc/self/fdinfo/<fd> (-1 once the process has been reaped).
 fn check_pidfd_names(fd: &OwnedFd, pid: i32) -> Result<(), AttestError> {
     let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
-    let text = std::fs::read_to_string(&path).map_err(|e| AttestError::Io {
+    let text = crate::procstat::read_proc_file(&path).map_err(|e| AttestError::Io {
         context: format!("read {path}"),
         source: e,
     })?;

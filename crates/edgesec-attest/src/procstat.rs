@@ -42,13 +42,37 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// Reads a small `/proc` file whole. Attestation reads several per request, so this skips what
+/// `std::fs::read_to_string` adds for regular files (an fstat for a size hint that procfs
+/// reports as 0, a probe read, buffer regrowth): an open, reads into a 1 KiB-granular buffer
+/// until end of file, a close.
+pub(crate) fn read_proc_file(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1024];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len + 1024, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))
+}
+
 /// Reads and parses `/proc/<pid>/stat`. A missing file means the process is gone.
 pub fn read_stat(pid: i32) -> Result<ProcStat, AttestError> {
     if pid <= 0 {
         return Err(AttestError::ProcessGone { pid });
     }
     let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path)
+    let text = read_proc_file(&path)
         .map_err(|e| AttestError::from_proc_io(pid, format!("read {path}"), e))?;
     parse_stat(&text).ok_or(AttestError::Malformed { what: path })
 }
@@ -56,6 +80,16 @@ pub fn read_stat(pid: i32) -> Result<ProcStat, AttestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_files_read_whole() {
+        let mine = read_proc_file("/proc/self/stat").unwrap();
+        assert!(parse_stat(&mine).is_some(), "{mine}");
+        // longer than one buffer step
+        let maps = read_proc_file("/proc/self/maps").unwrap();
+        assert!(maps.len() > 1024 && maps.ends_with('\n'));
+        assert!(read_proc_file("/proc/self/no-such-file").is_err());
+    }
 
     #[test]
     fn parses_name_with_spaces_and_parens() {

@@ -94,6 +94,25 @@ fn running_exe_is_measured_as_the_process_sees_it() {
 }
 
 #[test]
+fn cached_lookup_never_hashes_and_agrees_with_a_full_measurement() {
+    let mut child = Command::new("/bin/sleep")
+        .arg("30")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let m = Measurer::default();
+    assert_eq!(m.exe_cached(pid).unwrap(), None);
+    assert_eq!(m.stats().hashes, 0);
+    let full = m.exe(pid).unwrap();
+    assert_eq!(m.exe_cached(pid).unwrap(), Some(full));
+    assert_eq!(m.stats().hashes, 1);
+    assert!(m.exe_cached(0).is_err());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
 fn size_cap_is_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big");

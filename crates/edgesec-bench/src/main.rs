@@ -11,10 +11,12 @@
 //! edgesec-agent as process modules of edgesecd and attested like any module, in `worker` mode.
 
 mod client;
+mod daemon;
 mod echo;
 mod edge;
 mod hist;
 mod keyd;
+mod local;
 mod raw;
 mod report;
 mod run;

@@ -327,10 +327,20 @@ pub struct Settings {
     pub start_runs: usize,
 }
 
+/// The 1-minute load average: other work on the machine during the run shows here.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub date_utc: String,
     pub machine: Machine,
+    /// 1-minute load average when the run started and when it ended.
+    pub load_average: [f64; 2],
     pub settings: Settings,
     pub figures: Vec<Figure>,
     pub targets_missed: Vec<String>,

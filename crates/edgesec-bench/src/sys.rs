@@ -178,6 +178,14 @@ pub fn terminate(child: &mut std::process::Child, grace: Duration) -> Option<i32
     child.wait().ok().and_then(|s| s.code())
 }
 
+/// Lets the disk settle before timing warm starts: writes of a previous (cold) start are
+/// flushed, so they do not stall the next start.
+pub fn settle() {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;

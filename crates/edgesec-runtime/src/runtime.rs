@@ -79,16 +79,22 @@ pub trait ModuleRuntime: Send + Sync {
         module: &str,
         pid: i32,
     ) -> Result<Measurement, RuntimeError> {
+        let measure_error = |source| RuntimeError::Measure {
+            module: module.to_owned(),
+            source,
+        };
+        // A cached measurement costs an open and an fstat, not a hash: no hand-off to a
+        // blocking thread (and back) for it. Only a miss goes to the blocking pool.
+        if let Some(m) = edgesec_attest::exe_measurement_cached(pid).map_err(measure_error)? {
+            return Ok(m);
+        }
         let measured = tokio::task::spawn_blocking(move || edgesec_attest::exe_measurement(pid))
             .await
             .map_err(|e| RuntimeError::Io {
                 context: format!("module {module}: measure task"),
                 source: std::io::Error::other(e),
             })?;
-        measured.map_err(|source| RuntimeError::Measure {
-            module: module.to_owned(),
-            source,
-        })
+        measured.map_err(measure_error)
     }
 
     /// A receiver of exit events, one per ended run of any module.

@@ -47,6 +47,8 @@ impl KeydLink {
             None => None,
         };
         let deadline = Instant::now() + KEYD_WAIT;
+        // keyd is usually ready within a few milliseconds: look often at first, then back off.
+        let mut pause = Duration::from_millis(1);
         while !reachable(&cfg.socket) {
             if let Some(c) = child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
@@ -62,7 +64,8 @@ impl KeydLink {
                     KEYD_WAIT.as_secs()
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
         Ok(KeydLink { client, child })
     }

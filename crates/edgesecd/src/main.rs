@@ -32,10 +32,15 @@ fn main() -> ExitCode {
         eprintln!("edgesecd: {}: {why}", args.config.display());
         return ExitCode::from(edgesec_config::EXIT_CONFIG as u8);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One async worker thread unless TOKIO_WORKER_THREADS says otherwise: the requests are
+    // short and the slow work (hashing, key generation) runs on the blocking pool anyway, and on
+    // a 2-core device a second worker cost more in cross-thread wake-ups than it gained (see
+    // the benchmark section of the README).
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(1);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("edgesecd: {e}");

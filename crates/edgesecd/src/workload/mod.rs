@@ -133,13 +133,10 @@ impl WorkloadApi {
                 },
             )),
             Route::TrustBundle => {
-                let ca = d.ca.clone();
-                let pem = tokio::task::spawn_blocking(move || ca.trust_bundle_pem())
-                    .await
-                    .map_err(|e| ApiError::internal_logged(&e))?
-                    .map_err(|e| {
-                        ApiError::not_found_msg(format!("trust bundle not available: {e}"))
-                    })?;
+                // The bundle is kept in memory: a clone, nothing that blocks.
+                let pem = d.ca.trust_bundle_pem().map_err(|e| {
+                    ApiError::not_found_msg(format!("trust bundle not available: {e}"))
+                })?;
                 Ok(json_response(
                     StatusCode::OK,
                     &TrustBundleResponse { certificate: pem },
