@@ -34,6 +34,31 @@ pub struct Peer {
     /// Number of the connection, unique within this process. For logs, and so
     /// handlers (and tests) can tell connections apart.
     pub connection_id: u64,
+    /// What a handler learned about this connection's caller, kept for its later requests.
+    pub memo: ConnectionMemo,
+}
+
+/// A handler's note about a connection's caller: a name and the version of the handler's state
+/// it was made under, so a change of that state voids it. Shared by the connection's requests.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionMemo(Arc<std::sync::Mutex<Option<(String, u64)>>>);
+
+impl ConnectionMemo {
+    /// The name noted under `version`, if that is the version it was noted under.
+    pub fn get(&self, version: u64) -> Option<String> {
+        let memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        memo.as_ref()
+            .filter(|(_, v)| *v == version)
+            .map(|(name, _)| name.clone())
+    }
+
+    pub fn set(&self, name: &str, version: u64) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((name.to_owned(), version));
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// Reads `SO_PEERCRED` for an accepted connection.

@@ -65,7 +65,7 @@ mod types;
 mod unix_uri;
 
 pub use bind::bind_unix_socket;
-pub use caller::{Caller, Peer, peer_caller, peer_pidfd};
+pub use caller::{Caller, ConnectionMemo, Peer, peer_caller, peer_pidfd};
 pub use client::{ClientOptions, NO_BODY, UdsClient};
 pub use client_error::ClientError;
 pub use error::ApiError;

@@ -133,6 +133,7 @@ impl<H: Handler> Acceptor<H> {
             caller,
             pidfd: peer_pidfd(&stream).map(Arc::new),
             connection_id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            memo: Default::default(),
         };
         tasks.spawn(run_connection(
             stream,

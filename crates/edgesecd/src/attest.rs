@@ -50,7 +50,45 @@ impl Attested {
 impl Daemon {
     /// Attests the caller of a connection. Blocking work (a first-time hash) runs off the async
     /// workers.
+    ///
+    /// A connection's first request is attested in full. Its later requests, while no module
+    /// has changed or ended a run since, only check what can change under a live connection:
+    /// that the pinned process is alive (its pidfd), that it still runs the registered
+    /// executable or image (an `exec` would change it), and that the module is still
+    /// registered. Without a pidfd every request is attested in full.
     pub async fn attest(&self, peer: &Peer) -> Attested {
+        let version = self
+            .modules_version
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(module) = peer.memo.get(version)
+            && self.still_attested(peer, &module).await
+        {
+            return Attested::Module(module);
+        }
+        peer.memo.clear();
+        let attested = self.attest_in_full(peer).await;
+        if let (Attested::Module(m), Some(_)) = (&attested, &peer.pidfd) {
+            peer.memo.set(m, version);
+        }
+        attested
+    }
+
+    /// The checks of a noted connection's later requests; false sends it to the full path.
+    async fn still_attested(&self, peer: &Peer, module: &str) -> bool {
+        let (Some(pidfd), Some(pid)) = (&peer.pidfd, peer.caller.pid) else {
+            return false;
+        };
+        let registered = match self.registry.read().await.modules.get(module) {
+            Some(r) => r.measurement,
+            None => return false,
+        };
+        let same =
+            matches!(self.runtime.caller_measurement(module, pid).await, Ok(m) if m == registered);
+        // Alive after the measurement, so the pid still named the pinned process while it ran.
+        same && matches!(edgesec_attest::has_exited(&**pidfd), Ok(false))
+    }
+
+    async fn attest_in_full(&self, peer: &Peer) -> Attested {
         let nobody = |reason, claimed| Attested::Nobody { reason, claimed };
         let Some(pid) = peer.caller.pid else {
             return nobody("no pid from the kernel", None);

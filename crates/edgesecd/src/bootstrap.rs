@@ -89,6 +89,7 @@ pub async fn boot(config: Config) -> Result<Running, String> {
         ca,
         audit,
     });
+    daemon.watch_module_exits();
 
     recreate_modules(&daemon).await;
     if let (Some(docker), Some(moby)) = (&docker, &daemon.config.moby) {

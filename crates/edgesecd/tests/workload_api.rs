@@ -449,6 +449,59 @@ fn a_module_whose_executable_was_replaced_is_refused() {
 }
 
 #[test]
+fn a_process_that_execs_another_executable_loses_its_identity_on_its_open_connection() {
+    let s = Setup::new();
+    // mod-x runs a copy of the interpreter; `other` is a second copy, one byte longer, so a
+    // working interpreter whose measurement differs
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("python-copy");
+    std::fs::copy(python(), &exe).unwrap();
+    let mut bytes = std::fs::read(&exe).unwrap();
+    bytes.push(0);
+    let other = dir.path().join("python-other");
+    std::fs::write(&other, bytes).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let home = std::process::Command::new(python())
+        .args(["-c", "import sys;print(sys.base_prefix)"])
+        .output()
+        .unwrap();
+    let home = String::from_utf8(home.stdout).unwrap().trim().to_owned();
+    let x = Probe::new_box();
+    s.add("mod-x", &exe, &x, &[("PYTHONHOME", &home)]);
+    let g = s.genid("mod-x");
+    let sign = format!("/modules/mod-x/genid/{g}/sign?{V}");
+    let body = sign_body(b"x");
+
+    // the first request on the connection is answered; after the exec, the same connection
+    // (same process, same pidfd) is refused, because what the process runs changed
+    let [first, then] = x.exec_between(
+        &other,
+        &s.shared(),
+        ("POST", &sign, Some(&body)),
+        ("POST", &sign, Some(&body)),
+    );
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(
+        (then.0, message(&then.1).as_str()),
+        (403, "forbidden"),
+        "{}",
+        s.edge.log()
+    );
+    let last = s
+        .edge
+        .audit()
+        .into_iter()
+        .rev()
+        .find(|r| r["decision"] == "deny")
+        .unwrap();
+    assert_eq!(
+        (last["module"].as_str(), last["reason"].as_str()),
+        (Some("mod-x"), Some("measurement mismatch")),
+        "{last}"
+    );
+}
+
+#[test]
 fn module_sockets_follow_the_module_lifecycle() {
     let s = Setup::new();
     let sock = s.own("mod-a");

@@ -413,6 +413,29 @@ impl Probe {
             .collect()
     }
 
+    /// Has the probe send `first` on a connection it keeps open, exec `program` (running this
+    /// probe script) and send `then` from the new executable on the same connection; returns
+    /// both (status, body).
+    pub fn exec_between(
+        &self,
+        program: &Path,
+        socket: &Path,
+        first: (&str, &str, Option<&str>),
+        then: (&str, &str, Option<&str>),
+    ) -> [(u16, String); 2] {
+        let req = |(m, p, b): (&str, &str, Option<&str>)| serde_json::json!({ "socket": socket, "method": m, "path": p, "body": b });
+        let v = self.exchange(
+            &serde_json::json!({ "exec": program, "first": req(first), "then": req(then) }),
+        );
+        let pick = |r: &serde_json::Value| {
+            (
+                r["status"].as_u64().unwrap() as u16,
+                r["body"].as_str().unwrap().to_owned(),
+            )
+        };
+        [pick(&v["batch"][0]), pick(&v["batch"][1])]
+    }
+
     fn exchange(&self, req: &serde_json::Value) -> serde_json::Value {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!("{n:08}.new"));
