@@ -226,3 +226,13 @@ pub struct KeyEntry {
 pub struct ListResponse {
     pub keys: Vec<KeyEntry>,
 }
+
+/// `"sealed"` in `GET /capabilities`, present when the soft store's master key is sealed to the
+/// TPM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedState {
+    /// False: the TPM's owner hierarchy has no authorization value, so anyone with TPM access
+    /// can open the sealed store through the owner branch. `None`: the TPM could not say.
+    pub owner_auth_set: Option<bool>,
+}

@@ -232,6 +232,17 @@ impl KeydClient {
         self.http.get_json(&path("/capabilities")).await
     }
 
+    /// The sealed master key's state (from `/capabilities`); `None` when it is not sealed.
+    pub async fn sealed_state(&self) -> Result<Option<SealedState>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Caps {
+            #[serde(default)]
+            sealed: Option<SealedState>,
+        }
+        let c: Caps = self.http.get_json(&path("/capabilities")).await?;
+        Ok(c.sealed)
+    }
+
     /// Reports a measurement (`kind`, `name`, `sha256:<hex>`) into keyd's event log. `Ok(false)`
     /// when an identical event was there already.
     pub async fn report_measurement(

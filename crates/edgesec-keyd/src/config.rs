@@ -217,6 +217,35 @@ mod tests {
     }
 
     #[test]
+    fn tpm_owner_auth_keys_parse() {
+        let base = "socket = \"s\"\nstate_dir = \"s\"\n[store]\nseal_master_key = \"tpm\"\n";
+        let c = parse(&format!(
+            "{base}[tpm]\nowner_auth_file = \"secrets/owner.auth\"\nallow_empty_owner_auth = true\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.tpm.owner_auth_file.as_deref(),
+            Some(Path::new("/etc/edgesec/secrets/owner.auth"))
+        );
+        assert!(c.tpm.allow_empty_owner_auth && c.store.seal_master_key);
+        let c = parse(&format!(
+            "{base}[tpm]\nowner_auth_file = \"/run/keys/owner\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.tpm.owner_auth_file.as_deref(),
+            Some(Path::new("/run/keys/owner"))
+        );
+        assert!(!c.tpm.allow_empty_owner_auth);
+        // Neither key given (or no [tpm] at all): no file, and an empty owner auth is refused.
+        for text in [base.to_string(), format!("{base}[tpm]\n")] {
+            let c = parse(&text).unwrap();
+            assert_eq!(c.tpm.owner_auth_file, None);
+            assert!(!c.tpm.allow_empty_owner_auth);
+        }
+    }
+
+    #[test]
     fn bad_configs_name_the_key() {
         for (text, needle) in [
             ("state_dir = \"s\"\n", "missing field `socket`"),
@@ -240,6 +269,23 @@ mod tests {
             (
                 "socket = \"s\"\nstate_dir = \"s\"\nsokcet = 1\n",
                 "unknown field `sokcet`",
+            ),
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\n[tpm]\nallow_empty_owner_auth = \"yes\"\n",
+                "key `tpm.allow_empty_owner_auth`",
+            ),
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\n[tpm]\nowner_auth_file = \"\"\n",
+                "key `tpm.owner_auth_file`",
+            ),
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\n[tpm]\nowner_auth_file = 5\n",
+                "key `tpm.owner_auth_file`",
+            ),
+            // The value itself never goes in keyd.toml.
+            (
+                "socket = \"s\"\nstate_dir = \"s\"\n[tpm]\nowner_auth = \"x\"\n",
+                "unknown field `owner_auth`",
             ),
         ] {
             let e = parse(text).unwrap_err();

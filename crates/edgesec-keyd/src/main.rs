@@ -77,9 +77,12 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), String> {
     let (store, measurements) = edgesec_keyd::startup::open(&config)?;
-    let service = KeyService::new(store, config.principals.clone())
+    let mut service = KeyService::new(store, config.principals.clone())
         .map_err(|e| format!("cannot start: {e}"))?
         .with_measurements(measurements);
+    if config.store.seal_master_key {
+        service = service.with_sealed_master_key();
+    }
     let listener = bind_unix_socket(&config.socket, SOCKET_MODE, config.socket_group)
         .map_err(|e| format!("cannot listen on {}: {e}", config.socket.display()))?;
     let limits = ServerLimits {

@@ -15,13 +15,21 @@
 //! `edgesec-keyd --config FILE reseal --confirm` (as root or as keyd's own user, with keyd
 //! stopped). It opens the key through the owner branch of the policy and seals it again to the
 //! PCR value the new binary and config give.
+//!
+//! The owner branch opens the key for whoever holds the owner hierarchy's authorization. That
+//! value is empty on most TPMs, and then anyone who can reach the TPM (root, the tss group, a
+//! replaced keyd binary) opens the key without any PCR match. So keyd refuses to seal (first
+//! sealed start, reseal) while the TPM reports no owner authorization (TPMA_PERMANENT
+//! .ownerAuthSet), and presents the value from `[tpm] owner_auth_file` in PolicySecret.
+//! `[tpm] allow_empty_owner_auth = true` seals anyway, for development only; every start with
+//! a sealed store and an empty owner authorization logs a warning.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use edgesec_integrity::{Event, hex};
 use edgesec_keys::tpm::Tpm;
-use edgesec_keys::tpm::seal::UnsealError;
+use edgesec_keys::tpm::seal::SealError;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -30,6 +38,17 @@ use crate::measure::Measurements;
 
 const SEALED: &str = "master.sealed";
 const RECORD: &str = "master.sealed.json";
+
+/// What an empty owner authorization means for the sealed store.
+const EMPTY_OWNER_RISK: &str = "the TPM's owner hierarchy has no authorization value, so anyone \
+    who can reach the TPM (root, the tss group, a replaced keyd binary) can unseal the store's \
+    master key through the owner branch of its policy, with no PCR match";
+
+/// How to give the owner hierarchy a value and keyd the file holding it.
+const OWNER_AUTH_FIX: &str = "set an owner password (a long random one: the TPM does not lock \
+    out wrong owner values), e.g. `tpm2_changeauth -c owner NEWPASS`, put it in a file only \
+    keyd's user can read (chmod 600) and name that file in keyd.toml: [tpm] owner_auth_file = \
+    \"PATH\"";
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -68,16 +87,17 @@ pub fn open_master(
     edgesec_state::ensure_private_dir(dir).map_err(|e| e.to_string())?;
     let sealed_path = dir.join(SEALED);
     if sealed_path.exists() {
+        check_owner_auth(config, tpm, false)?;
         let sealed = std::fs::read(&sealed_path)
             .map_err(|e| format!("cannot read {}: {e}", sealed_path.display()))?;
         return match tpm.unseal(&sealed, &[m.pcr()]) {
             Ok(k) => Ok(k),
-            Err(UnsealError::PcrMismatch) => Err(refusal(config, m)),
-            Err(UnsealError::Failed(e)) => {
-                Err(format!("cannot unseal the store's master key: {e}"))
-            }
+            Err(SealError::PcrMismatch) => Err(refusal(config, m)),
+            Err(e) => Err(format!("cannot unseal the store's master key: {e}")),
         };
     }
+    // Before any key is made or read: nothing is sealed under a policy anyone can satisfy.
+    check_owner_auth(config, tpm, true)?;
     let plain = dir.join("master.key");
     let key = if plain.exists() {
         let k = Zeroizing::new(
@@ -104,7 +124,9 @@ pub fn open_master(
 
 fn seal_and_record(config: &Config, tpm: &Tpm, m: &Measurements, key: &[u8]) -> Result<(), String> {
     let pcr = m.pcr();
-    let sealed = tpm.seal(key, &[pcr]).map_err(|e| e.to_string())?;
+    let sealed = tpm
+        .seal(key, &[pcr])
+        .map_err(|e| seal_error(config, "cannot seal the store's master key", e))?;
     let value = tpm.pcr_read(&[pcr]).map_err(|e| e.to_string())?[0].1;
     let record = SealRecord {
         pcr,
@@ -122,6 +144,66 @@ fn seal_and_record(config: &Config, tpm: &Tpm, m: &Measurements, key: &[u8]) -> 
     edgesec_state::write_replace(&dir.join(SEALED), &sealed, 0o600).map_err(|e| e.to_string())?;
     let json = serde_json::to_vec_pretty(&record).expect("serializable");
     edgesec_state::write_replace(&dir.join(RECORD), &json, 0o600).map_err(|e| e.to_string())
+}
+
+/// Checks the owner hierarchy's authorization before sealing (`sealing`) or at a start with a
+/// sealed store: refuses to seal under an empty one (unless allowed for development), and warns
+/// whenever the sealed store can be opened by anyone with TPM access.
+fn check_owner_auth(config: &Config, tpm: &Tpm, sealing: bool) -> Result<(), String> {
+    let set = tpm
+        .owner_auth_set()
+        .map_err(|e| format!("cannot read the TPM's owner authorization state: {e}"))?;
+    let file = config.tpm.owner_auth_file.as_ref();
+    match (set, file) {
+        (true, Some(_)) => Ok(()),
+        // The PCR branch needs no owner value; only sealing does.
+        (true, None) if !sealing => Ok(()),
+        (true, None) => Err(
+            "cannot seal the store's master key: the TPM's owner hierarchy has an authorization \
+             value but keyd was given none: name a file holding it (mode 0600, keyd's user) in \
+             keyd.toml: [tpm] owner_auth_file = \"PATH\""
+                .into(),
+        ),
+        (false, Some(f)) if sealing => Err(format!(
+            "cannot seal the store's master key: [tpm] owner_auth_file ({}) is set but the TPM's \
+             owner hierarchy has no authorization value (was the TPM cleared?): set it to the \
+             file's value, e.g. `tpm2_changeauth -c owner file:{}` (the file without a trailing \
+             newline)",
+            f.display(),
+            f.display()
+        )),
+        (false, _) if sealing && !config.tpm.allow_empty_owner_auth => Err(format!(
+            "refusing to seal the store's master key: {EMPTY_OWNER_RISK}. Fix: {OWNER_AUTH_FIX}. \
+             (For development only, [tpm] allow_empty_owner_auth = true seals anyway.)"
+        )),
+        (false, _) => {
+            tracing::warn!(
+                allow_empty_owner_auth = config.tpm.allow_empty_owner_auth,
+                "the sealed key store can be opened by anyone with TPM access: {EMPTY_OWNER_RISK}; \
+                 {OWNER_AUTH_FIX}"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A failed seal or owner-branch unseal, for the operator: a refused owner authorization names
+/// the file it came from.
+fn seal_error(config: &Config, what: &str, e: SealError) -> String {
+    match (&e, &config.tpm.owner_auth_file) {
+        (SealError::BadOwnerAuth { .. }, Some(f)) => format!(
+            "{what}: {e}. Check [tpm] owner_auth_file {}: it must hold the owner hierarchy's \
+             value, the one set with `tpm2_changeauth -c owner` (keyd ignores one trailing \
+             newline; `file:PATH` in tpm2-tools does not). Do not retry with guessed values: a \
+             TPM that counts authorization failures locks out after a few",
+            f.display()
+        ),
+        (SealError::BadOwnerAuth { .. }, None) => format!(
+            "{what}: {e}. The TPM's owner hierarchy has a value keyd was not given: set [tpm] \
+             owner_auth_file"
+        ),
+        _ => format!("{what}: {e}"),
+    }
 }
 
 fn own(events: &[Event]) -> impl Iterator<Item = &Event> {
@@ -196,10 +278,11 @@ pub fn reseal(config: &Config, confirm: bool) -> Result<String, String> {
     let _lock = edgesec_state::DirLock::acquire(&config.state_dir)
         .map_err(|e| format!("{e}: is keyd running? Stop it before re-sealing"))?;
     let tpm = config.tpm.connect()?;
+    check_owner_auth(config, &tpm, true)?;
     let m = Measurements::start(config, Some(tpm.clone()))?;
     let key = tpm
         .unseal_as_owner(&sealed)
-        .map_err(|e| format!("cannot open the sealed key: {e}"))?;
+        .map_err(|e| seal_error(config, "cannot open the sealed key", e))?;
     seal_and_record(config, &tpm, &m, &key)?;
     let list: Vec<String> = own(&m.events())
         .map(|e| format!("{} {} = {}", what(&e.kind), e.name, e.measurement))

@@ -101,6 +101,11 @@ impl Measurements {
         self.tpm.is_some()
     }
 
+    /// The TPM measurements go to, if any.
+    pub fn tpm(&self) -> Option<&Tpm> {
+        self.tpm.as_ref()
+    }
+
     pub fn pcr(&self) -> u8 {
         self.pcr
     }

@@ -27,6 +27,17 @@ pub struct KeyService {
     principals: Principals,
     /// The measurement log; when set, every client is measured before it is served.
     measure: Option<Arc<crate::measure::Measurements>>,
+    /// The soft store's master key is sealed to the measurements' TPM.
+    sealed: bool,
+}
+
+/// `/capabilities`: the store's, plus the sealed master key's state when there is one.
+#[derive(Serialize)]
+struct CapabilitiesOut {
+    #[serde(flatten)]
+    store: edgesec_keys::Capabilities,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<crate::api::SealedState>,
 }
 
 impl KeyService {
@@ -37,7 +48,35 @@ impl KeyService {
             handles,
             principals,
             measure: None,
+            sealed: false,
         })
+    }
+
+    /// Reports the sealed master key's state in `/capabilities` (the TPM is the measurements').
+    pub fn with_sealed_master_key(mut self) -> Self {
+        self.sealed = true;
+        self
+    }
+
+    async fn capabilities(&self) -> Result<Response, ApiError> {
+        let tpm = self.measure.as_ref().and_then(|m| m.tpm()).cloned();
+        let sealed = match tpm.filter(|_| self.sealed) {
+            None => None,
+            Some(t) => {
+                let set = tokio::task::spawn_blocking(move || t.owner_auth_set())
+                    .await
+                    .map_err(|e| ApiError::internal_logged(&e))?;
+                Some(crate::api::SealedState {
+                    owner_auth_set: set
+                        .inspect_err(|e| tracing::warn!(error = %e, "cannot read the TPM's owner authorization state"))
+                        .ok(),
+                })
+            }
+        };
+        Ok(ok(&CapabilitiesOut {
+            store: self.store.capabilities(),
+            sealed,
+        }))
     }
 
     /// Measures every client before serving it, and serves the measurement and quote routes.
@@ -63,7 +102,7 @@ impl KeyService {
             (&Method::POST, ["import"]) => self.import(uid, req).await,
             (&Method::POST, ["delete"]) => self.delete(uid, req).await,
             (&Method::GET, ["keys"]) => self.list(uid).await,
-            (&Method::GET, ["capabilities"]) => Ok(ok(&self.store.capabilities())),
+            (&Method::GET, ["capabilities"]) => self.capabilities().await,
             (&Method::POST, ["publickey"]) => self.public_key(uid, req),
             (&Method::POST, ["sign"]) => self.sign(uid, req),
             (&Method::POST, ["verify"]) => self.verify(uid, req),

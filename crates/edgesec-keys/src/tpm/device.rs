@@ -10,13 +10,16 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tss_esapi::constants::response_code::Tss2ResponseCodeKind;
+use tss_esapi::constants::tss::{TPM2_PT_PERMANENT, TPMA_PERMANENT_OWNERAUTHSET};
+use tss_esapi::constants::{CapabilityType, PropertyTag};
 use tss_esapi::handles::{KeyHandle, ObjectHandle, PersistentTpmHandle, TpmHandle};
 use tss_esapi::interface_types::dynamic_handles::Persistent;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, Provision};
 use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{Auth, Private, Public};
+use tss_esapi::structures::{Auth, CapabilityData, Private, Public};
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::{Context, Error as TssError};
+use zeroize::Zeroizing;
 
 use super::templates;
 use crate::KeyError;
@@ -74,6 +77,8 @@ pub(crate) struct Inner {
     pub(crate) ctx: Context,
     srk: Option<KeyHandle>,
     srk_handle: u32,
+    /// The owner hierarchy's authorization value; `None` is the TPM default (empty).
+    owner_auth: Option<Zeroizing<Vec<u8>>>,
 }
 
 /// A shared handle to the TPM. Cloning shares the one connection.
@@ -119,6 +124,7 @@ impl Tpm {
                 ctx,
                 srk: None,
                 srk_handle: config.srk_handle,
+                owner_auth: None,
             })),
             tcti: config.tcti.clone(),
         })
@@ -134,6 +140,48 @@ impl Tpm {
         // A panic inside an operation leaves at worst a transient object behind; the context
         // itself stays usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The owner hierarchy's authorization value to present when the TPM asks for it (creating
+    /// the SRK, the owner branch of a sealing policy); `None` is the TPM default, empty. Kept in
+    /// zeroized memory and handed to the ESYS context only for the commands that need it.
+    pub fn set_owner_auth(&self, auth: Option<&[u8]>) -> Result<(), KeyError> {
+        let auth = match auth {
+            Some(a) if !a.is_empty() => {
+                // Auth's limit: a TPM accepts at most the size of its largest digest.
+                Auth::try_from(a.to_vec()).map_err(|_| {
+                    KeyError::Backend(
+                        "the owner authorization value is too long (a TPM takes at most 64 bytes)"
+                            .into(),
+                    )
+                })?;
+                Some(Zeroizing::new(a.to_vec()))
+            }
+            _ => None,
+        };
+        self.lock().owner_auth = auth;
+        Ok(())
+    }
+
+    /// Whether the owner hierarchy has an authorization value (TPMA_PERMANENT.ownerAuthSet).
+    /// When it has none, anyone who can send commands to the TPM acts as its owner.
+    pub fn owner_auth_set(&self) -> Result<bool, KeyError> {
+        // Not Context::get_tpm_property: it caches, and this value changes at run time.
+        let (data, _) = self
+            .lock()
+            .ctx
+            .execute_without_session(|c| {
+                c.get_capability(CapabilityType::TpmProperties, TPM2_PT_PERMANENT, 1)
+            })
+            .map_err(|e| tpm_error("read TPM_PT_PERMANENT", e))?;
+        let value = match data {
+            CapabilityData::TpmProperties(list) => {
+                list.find(PropertyTag::Permanent).map(|p| p.value())
+            }
+            _ => None,
+        }
+        .ok_or_else(|| KeyError::Backend("the TPM did not report TPM_PT_PERMANENT".into()))?;
+        Ok(value & TPMA_PERMANENT_OWNERAUTHSET != 0)
     }
 
     /// Random bytes from the TPM's generator.
@@ -152,6 +200,25 @@ impl Tpm {
 }
 
 impl Inner {
+    /// Runs `f` with the owner hierarchy's authorization value set on the ESYS context, and
+    /// clears it again afterwards (which also overwrites ESYS's copy).
+    pub(crate) fn as_owner<T>(
+        &mut self,
+        f: impl FnOnce(&mut Context) -> Result<T, TssError>,
+    ) -> Result<T, TssError> {
+        // Always set: ESYS also remembers a value from HierarchyChangeAuth on this context.
+        let auth = match &self.owner_auth {
+            Some(a) => Auth::try_from(a.to_vec())?,
+            None => Auth::default(),
+        };
+        self.ctx.tr_set_auth(ObjectHandle::Owner, auth)?;
+        let r = f(&mut self.ctx);
+        if let Err(e) = self.ctx.tr_set_auth(ObjectHandle::Owner, Auth::default()) {
+            tracing::warn!(error = %e, "cannot clear the owner authorization in the ESYS context");
+        }
+        r
+    }
+
     /// The storage root key, made persistent at its handle on first use.
     pub(crate) fn srk(&mut self) -> Result<KeyHandle, KeyError> {
         if let Some(h) = self.srk {
@@ -174,27 +241,28 @@ impl Inner {
                     "creating the TPM storage root key"
                 );
                 let created = self
-                    .ctx
-                    .execute_with_session(Some(AuthSession::Password), |c| {
-                        c.create_primary(
-                            Hierarchy::Owner,
-                            templates::storage_root()?,
-                            None,
-                            None,
-                            None,
-                            None,
-                        )
+                    .as_owner(|ctx| {
+                        ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                            c.create_primary(
+                                Hierarchy::Owner,
+                                templates::storage_root()?,
+                                None,
+                                None,
+                                None,
+                                None,
+                            )
+                        })
                     })
                     .map_err(|e| tpm_error("create the storage root key", e))?;
-                let evicted = self
-                    .ctx
-                    .execute_with_session(Some(AuthSession::Password), |c| {
+                let evicted = self.as_owner(|ctx| {
+                    ctx.execute_with_session(Some(AuthSession::Password), |c| {
                         c.evict_control(
                             Provision::Owner,
                             created.key_handle.into(),
                             Persistent::Persistent(persistent),
                         )
-                    });
+                    })
+                });
                 let _ = self.ctx.flush_context(created.key_handle.into());
                 evicted.map_err(|e| tpm_error("persist the storage root key", e))?
             }

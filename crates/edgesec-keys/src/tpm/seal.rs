@@ -4,6 +4,13 @@
 //! sealed; the second branch is the operator's way back after a legitimate update (unseal with
 //! the owner hierarchy's authorization, then seal again to the new values).
 //!
+//! The owner branch is only as strong as the owner hierarchy's authorization value: while it is
+//! empty (the TPM default, and swtpm's), anyone who can send commands to the TPM unseals the
+//! secret through it, whatever the PCRs hold. [`Tpm::owner_auth_set`] tells whether it has one
+//! and [`Tpm::set_owner_auth`] gives it to this connection; sealing and unsealing through the
+//! owner branch present it in PolicySecret, and a wrong one is [`SealError::BadOwnerAuth`].
+//! Refusing to seal without one is the caller's policy (keyd's `sealing.rs`).
+//!
 //! File image: `"ESL2" | pcr-branch digest | owner-branch digest | public | private`, each a
 //! u16-length-prefixed field.
 
@@ -19,28 +26,64 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::{Context, Error as TssError};
 use zeroize::Zeroizing;
 
+use super::device::Inner;
 use super::{Tpm, pcr, templates, tpm_error};
 use crate::KeyError;
 
 const MAGIC: &[u8; 4] = b"ESL2";
 
-/// Why unsealing failed.
+/// Why sealing or unsealing failed.
 #[derive(Debug)]
-pub enum UnsealError {
+pub enum SealError {
     /// The PCRs no longer hold the values the secret was sealed to.
     PcrMismatch,
+    /// The TPM refused the owner hierarchy's authorization value in PolicySecret(owner).
+    /// `counted`: the TPM reported TPM_RC_AUTH_FAIL, a failure that counts toward its
+    /// dictionary-attack lockout (TPM_RC_BAD_AUTH, the usual answer for a hierarchy, does not).
+    BadOwnerAuth { counted: bool },
     /// Anything else (TPM unreachable, corrupted file, another TPM).
     Failed(KeyError),
 }
 
-impl std::fmt::Display for UnsealError {
+/// The name this error had when only unsealing returned it.
+pub type UnsealError = SealError;
+
+impl std::fmt::Display for SealError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UnsealError::PcrMismatch => {
+            SealError::PcrMismatch => {
                 f.write_str("the PCR values differ from those the secret was sealed to")
             }
-            UnsealError::Failed(e) => e.fmt(f),
+            SealError::BadOwnerAuth { counted: false } => f.write_str(
+                "the TPM refused the owner hierarchy's authorization value (TPM_RC_BAD_AUTH; this \
+                 TPM exempts the owner hierarchy from dictionary-attack lockout, so the attempt \
+                 did not count toward it)",
+            ),
+            SealError::BadOwnerAuth { counted: true } => f.write_str(
+                "the TPM refused the owner hierarchy's authorization value (TPM_RC_AUTH_FAIL: \
+                 the failure counted toward the TPM's dictionary-attack lockout, and repeated \
+                 wrong values will lock the TPM)",
+            ),
+            SealError::Failed(e) => e.fmt(f),
         }
+    }
+}
+
+impl From<KeyError> for SealError {
+    fn from(e: KeyError) -> Self {
+        SealError::Failed(e)
+    }
+}
+
+/// Maps a failed PolicySecret(owner): a refused authorization value is named as such.
+fn owner_error(e: TssError) -> SealError {
+    match e {
+        TssError::Tss2Error(rc) => match rc.kind() {
+            Some(Tss2ResponseCodeKind::BadAuth) => SealError::BadOwnerAuth { counted: false },
+            Some(Tss2ResponseCodeKind::AuthFail) => SealError::BadOwnerAuth { counted: true },
+            _ => SealError::Failed(tpm_error("PolicySecret(owner)", e)),
+        },
+        e => SealError::Failed(tpm_error("PolicySecret(owner)", e)),
     }
 }
 
@@ -66,38 +109,43 @@ fn start(ctx: &mut Context, trial: bool) -> Result<PolicySession, KeyError> {
 }
 
 /// One policy branch in `session`: PolicyPCR over the current values of `pcrs`, or (`pcrs`
-/// `None`) PolicySecret with the owner hierarchy's (empty) authorization.
-fn branch(ctx: &mut Context, session: PolicySession, pcrs: Option<&[u8]>) -> Result<(), KeyError> {
+/// `None`) PolicySecret with the owner hierarchy's authorization. The TPM checks that
+/// authorization in a trial session too, so sealing proves the value right.
+fn branch(g: &mut Inner, session: PolicySession, pcrs: Option<&[u8]>) -> Result<(), SealError> {
     match pcrs {
         Some(pcrs) => {
             let selection = pcr::selection(pcrs)?;
-            ctx.policy_pcr(session, Digest::default(), selection)
-                .map_err(|e| tpm_error("PolicyPCR", e))
+            g.ctx
+                .policy_pcr(session, Digest::default(), selection)
+                .map_err(|e| SealError::Failed(tpm_error("PolicyPCR", e)))
         }
-        None => ctx
-            .execute_with_session(Some(AuthSession::Password), |c| {
-                c.policy_secret(
-                    session,
-                    AuthHandle::Owner,
-                    Default::default(),
-                    Default::default(),
-                    Default::default(),
-                    None,
-                )
+        None => g
+            .as_owner(|ctx| {
+                ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                    c.policy_secret(
+                        session,
+                        AuthHandle::Owner,
+                        Default::default(),
+                        Default::default(),
+                        Default::default(),
+                        None,
+                    )
+                })
             })
             .map(|_| ())
-            .map_err(|e| tpm_error("PolicySecret(owner)", e)),
+            .map_err(owner_error),
     }
 }
 
 /// The digest of one branch, computed in a trial session.
-fn branch_digest(ctx: &mut Context, pcrs: Option<&[u8]>) -> Result<Digest, KeyError> {
-    let s = start(ctx, true)?;
-    let r = branch(ctx, s, pcrs).and_then(|()| {
-        ctx.policy_get_digest(s)
-            .map_err(|e| tpm_error("policy digest", e))
+fn branch_digest(g: &mut Inner, pcrs: Option<&[u8]>) -> Result<Digest, SealError> {
+    let s = start(&mut g.ctx, true)?;
+    let r = branch(g, s, pcrs).and_then(|()| {
+        g.ctx
+            .policy_get_digest(s)
+            .map_err(|e| SealError::Failed(tpm_error("policy digest", e)))
     });
-    flush_session(ctx, s);
+    flush_session(&mut g.ctx, s);
     r
 }
 
@@ -121,11 +169,12 @@ fn field(out: &mut Vec<u8>, f: &[u8]) {
 
 impl Tpm {
     /// Seals `secret` (at most 128 bytes) to the current values of `pcrs`; returns the file image.
-    pub fn seal(&self, secret: &[u8], pcrs: &[u8]) -> Result<Vec<u8>, KeyError> {
+    /// Needs the owner hierarchy's authorization ([`Tpm::set_owner_auth`]) when it has one.
+    pub fn seal(&self, secret: &[u8], pcrs: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut g = self.lock();
         let srk = g.srk()?;
-        let pcr_branch = branch_digest(&mut g.ctx, Some(pcrs))?;
-        let owner_branch = branch_digest(&mut g.ctx, None)?;
+        let pcr_branch = branch_digest(&mut g, Some(pcrs))?;
+        let owner_branch = branch_digest(&mut g, None)?;
         let trial = start(&mut g.ctx, true)?;
         let digest = or_list(&pcr_branch, &owner_branch).and_then(|l| {
             g.ctx
@@ -165,7 +214,8 @@ impl Tpm {
     }
 
     /// Unseals through the owner branch, whatever the PCRs hold: the operator's re-seal path
-    /// after a legitimate change. Needs the owner hierarchy's authorization (empty here).
+    /// after a legitimate change. Needs the owner hierarchy's authorization
+    /// ([`Tpm::set_owner_auth`]); without the right one the TPM refuses.
     pub fn unseal_as_owner(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, UnsealError> {
         self.unseal_with(sealed, None)
     }
@@ -213,7 +263,7 @@ impl Tpm {
         let result = (|| {
             let session = start(&mut g.ctx, false).map_err(UnsealError::Failed)?;
             let r = (|| {
-                branch(&mut g.ctx, session, pcrs).map_err(UnsealError::Failed)?;
+                branch(&mut g, session, pcrs)?;
                 // With other PCR values the session digest is in neither branch.
                 g.ctx
                     .policy_or(session, list)

@@ -286,6 +286,81 @@ fn sealed_secrets_follow_the_pcr() {
 }
 
 #[test]
+fn the_owner_branch_needs_the_owner_password_once_one_is_set() {
+    use tss_esapi::handles::AuthHandle;
+    use tss_esapi::interface_types::session_handles::AuthSession;
+    use tss_esapi::structures::Auth;
+    let Some(f) = fixture() else { return };
+    let tpm = f.store.tpm();
+    assert!(
+        !tpm.owner_auth_set().unwrap(),
+        "swtpm starts with no owner password"
+    );
+    tpm.pcr_reset(23).unwrap();
+    tpm.pcr_extend(23, &[1u8; 32]).unwrap();
+    let sealed = tpm.seal(b"master key bytes", &[23]).unwrap();
+    // What `tpm2_changeauth -c owner secret` does.
+    tpm.lock()
+        .ctx
+        .execute_with_session(Some(AuthSession::Password), |c| {
+            c.hierarchy_change_auth(AuthHandle::Owner, Auth::try_from(b"secret".to_vec())?)
+        })
+        .unwrap();
+    assert!(tpm.owner_auth_set().unwrap());
+    tpm.pcr_extend(23, &[2u8; 32]).unwrap();
+    let refused = |auth: Option<&[u8]>| {
+        tpm.set_owner_auth(auth).unwrap();
+        let r = tpm.unseal_as_owner(&sealed);
+        assert!(
+            matches!(r, Err(seal::SealError::BadOwnerAuth { counted: false })),
+            "{auth:?}: {:?}",
+            r.map(|_| "unsealed")
+        );
+        let e = tpm.seal(b"other", &[23]).unwrap_err();
+        assert!(matches!(e, seal::SealError::BadOwnerAuth { .. }), "{e}");
+        assert!(e.to_string().contains("TPM_RC_BAD_AUTH"), "{e}");
+    };
+    // Without the password, or with a wrong one, the TPM refuses the owner branch (and a seal,
+    // whose trial PolicySecret is authorized too); the PCR branch still refuses the new PCRs.
+    refused(None);
+    refused(Some(b"wrong"));
+    refused(Some(b"secre"));
+    assert!(matches!(
+        tpm.unseal(&sealed, &[23]),
+        Err(seal::SealError::PcrMismatch)
+    ));
+    tpm.set_owner_auth(Some(b"secret")).unwrap();
+    assert_eq!(
+        &tpm.unseal_as_owner(&sealed).unwrap()[..],
+        b"master key bytes"
+    );
+    let resealed = tpm.seal(b"master key bytes", &[23]).unwrap();
+    // The value does not stay in the ESYS context after use: dropping it refuses again.
+    refused(None);
+    // The PCR branch needs no owner password.
+    assert_eq!(
+        &tpm.unseal(&resealed, &[23]).unwrap()[..],
+        b"master key bytes"
+    );
+    // A storage root key made under the owner hierarchy needs the password as well.
+    let other = |auth: Option<&[u8]>| {
+        let tpm = Tpm::connect(&TpmConfig {
+            tcti: f.swtpm.tcti(),
+            srk_handle: 0x8100_0002,
+        })
+        .unwrap();
+        tpm.set_owner_auth(auth).unwrap();
+        tpm.lock().srk().map(|_| ())
+    };
+    let e = other(None).unwrap_err().to_string();
+    assert!(e.contains("create the storage root key"), "{e}");
+    other(Some(b"secret")).unwrap();
+    let too_long = [b'x'; 65];
+    let e = tpm.set_owner_auth(Some(&too_long)).unwrap_err().to_string();
+    assert!(e.contains("at most 64 bytes"), "{e}");
+}
+
+#[test]
 fn quotes_are_signed_over_the_nonce_by_a_stable_ak() {
     let Some(f) = fixture() else { return };
     let tpm = f.store.tpm();

@@ -3,6 +3,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use edgesec_keyd::api::SealedState;
 use edgesec_keyd::client::KeydClient;
 use edgesecd::config::Config;
 use time::OffsetDateTime;
@@ -102,7 +103,12 @@ pub async fn run_all(ctx: &Ctx) -> Vec<Check> {
     let keyd_check = keyd_reachable(c, &keyd).await;
     let keyd_ok = keyd_check.result == Outcome::Pass;
     out.push(keyd_check);
-    out.push(key_store_permissions(c));
+    let sealed = if keyd_ok {
+        keyd.sealed_state().await.ok().flatten()
+    } else {
+        None
+    };
+    out.push(with_sealed_state(key_store_permissions(c), sealed));
     out.push(clock_sane(c));
     out.push(super::pki::ca_expiry(c, OffsetDateTime::now_utc()));
     out.push(super::pki::certs_match_keys(c, keyd_ok.then_some(&keyd)).await);
@@ -245,6 +251,24 @@ fn key_store_permissions(c: &Config) -> Check {
         i,
         format!("{} and its files are private to their owner", dir.display()),
     )
+}
+
+/// The key store check, unless it already failed, becomes a warning when keyd's master key is
+/// sealed under an empty owner authorization: anyone with TPM access can then unseal it.
+fn with_sealed_state(files: Check, sealed: Option<SealedState>) -> Check {
+    match sealed {
+        Some(SealedState {
+            owner_auth_set: Some(false),
+        }) if files.result != Outcome::Fail => not(
+            "key-store-permissions",
+            Outcome::Warn,
+            "keyd's master key is sealed to the TPM, but the TPM's owner hierarchy has no \
+             authorization value: anyone with TPM access can unseal it through the owner branch",
+            "set an owner password (tpm2_changeauth -c owner) and name a 0600 file holding it in \
+             keyd.toml: [tpm] owner_auth_file (docs/keyd-protocol.md, TPM section)",
+        ),
+        _ => files,
+    }
 }
 
 fn clock_sane(c: &Config) -> Check {
@@ -408,6 +432,26 @@ fn disk_outcome(free_mib: u64, free_pct: f64) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_owner_auth_under_a_sealed_store_is_a_warning() {
+        let files = || pass("key-store-permissions", "private");
+        let state = |set| {
+            Some(SealedState {
+                owner_auth_set: set,
+            })
+        };
+        for sealed in [None, state(Some(true)), state(None)] {
+            assert_eq!(with_sealed_state(files(), sealed).result, Outcome::Pass);
+        }
+        let w = with_sealed_state(files(), state(Some(false)));
+        assert_eq!(w.result, Outcome::Warn);
+        assert_eq!(w.id, "key-store-permissions");
+        // A failed file check stays the failure: it is the worse news.
+        let failed = not("key-store-permissions", Outcome::Fail, "loose", "chmod");
+        let f = with_sealed_state(failed, state(Some(false)));
+        assert_eq!(f.result, Outcome::Fail);
+    }
 
     #[test]
     fn disk_space_thresholds() {
