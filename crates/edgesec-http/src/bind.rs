@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::UnixListener;
 
-/// `sun_path` is 108 bytes including the terminating NUL.
-const MAX_SOCKET_PATH: usize = 107;
+/// The longest socket path that can be bound: `sun_path` is 108 bytes including the
+/// terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// Binds a Unix socket at `path` with permissions `mode` and, if given, group `group`.
 ///

@@ -64,7 +64,7 @@ mod server;
 mod types;
 mod unix_uri;
 
-pub use bind::bind_unix_socket;
+pub use bind::{MAX_SOCKET_PATH, bind_unix_socket};
 pub use caller::{Caller, ConnectionMemo, Peer, peer_caller, peer_pidfd};
 pub use client::{ClientOptions, NO_BODY, UdsClient};
 pub use client_error::ClientError;

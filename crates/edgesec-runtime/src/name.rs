@@ -1,10 +1,11 @@
 //! Module names, checked once and everywhere a name becomes a path component (cgroup
 //! directories today, socket files in the daemon).
 
-/// Longest accepted module name in bytes.
-pub const MAX_MODULE_NAME_LEN: usize = 256;
+/// Longest accepted module name in bytes: IoT Hub's limit for a module id, and short enough
+/// for a cgroup directory and a socket file name.
+pub const MAX_MODULE_NAME_LEN: usize = 128;
 
-/// Accepts 1..=256 bytes with no `/`, no NUL, no control characters, and not `.` or `..`.
+/// Accepts 1..=128 bytes with no `/`, no NUL, no control characters, and not `.` or `..`.
 /// A leading `$` is allowed (`$edgeAgent`, `$edgeHub`). The error says what is wrong, in words
 /// that can go straight into an API answer.
 pub fn validate_module_name(name: &str) -> Result<(), String> {
@@ -47,7 +48,8 @@ mod tests {
         ] {
             validate_module_name(ok).unwrap();
         }
-        validate_module_name(&"x".repeat(256)).unwrap();
+        validate_module_name(&"x".repeat(128)).unwrap();
+        assert!(validate_module_name(&"x".repeat(129)).is_err());
     }
 
     #[test]

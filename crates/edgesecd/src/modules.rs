@@ -186,6 +186,20 @@ impl Daemon {
     /// `POST /modules`: registers a module (stopped). Each create starts a new generation.
     pub async fn create_module(&self, spec: ModuleSpec) -> Result<ModuleDetails, ApiError> {
         let settings = validate_spec(&spec)?;
+        // The module's workload socket must be bindable, or every start would fail later.
+        let socket = self.module_socket(&spec.name);
+        if socket.as_os_str().len() > edgesec_http::MAX_SOCKET_PATH {
+            return Err(ApiError::bad_request(format!(
+                "module name {:?} is too long: its workload socket {} would pass the {}-byte \
+                 limit of a socket path; use a name of at most {} bytes or a shorter \
+                 workload.module_socket_dir",
+                spec.name,
+                socket.display(),
+                edgesec_http::MAX_SOCKET_PATH,
+                (edgesec_http::MAX_SOCKET_PATH + spec.name.len())
+                    .saturating_sub(socket.as_os_str().len())
+            )));
+        }
         let _guard = self.lock_module(&spec.name).await;
         if self.registry.read().await.modules.contains_key(&spec.name) {
             return Err(ApiError::conflict(format!(

@@ -106,7 +106,9 @@ fn bad_requests_get_clear_errors() {
     let dup_env = serde_json::json!({ "name": "d", "type": "process", "config": {
         "settings": { "command": "/bin/true" }, "env": [{"key":"A","value":"1"},{"key":"A","value":"2"}] } })
     .to_string();
-    let long = "n".repeat(257);
+    let long = "n".repeat(129);
+    // a valid name whose socket path under the test's run/mnt would not fit in sun_path
+    let socket_long = "s".repeat(100);
     let cases: Vec<(&str, String, Option<String>, u16, &str)> = vec![
         ("GET", format!("/nothing?{V}"), None, 404, "not found"),
         (
@@ -181,6 +183,13 @@ fn bad_requests_get_clear_errors() {
             Some(spec(&long, "/bin/sh")),
             400,
             "invalid module name",
+        ),
+        (
+            "POST",
+            format!("/modules?{V}"),
+            Some(spec(&socket_long, "/bin/sh")),
+            400,
+            "limit of a socket path",
         ),
         (
             "POST",
