@@ -3,6 +3,7 @@
 
 pub mod mgmt;
 pub mod mgmt_client;
+pub mod name;
 pub mod versions;
 pub mod workload;
 

@@ -13,7 +13,6 @@
 mod composite;
 mod error;
 mod logs;
-mod name;
 mod runtime;
 mod time_fmt;
 mod types;
@@ -24,10 +23,10 @@ mod docker;
 mod process;
 
 pub use composite::CompositeRuntime;
+pub use edgesec_api::name::{MAX_MODULE_NAME_LEN, validate_module_name};
 pub use edgesec_attest::Measurement;
 pub use error::RuntimeError;
 pub use logs::{LogLine, LogQuery, LogStream};
-pub use name::{MAX_MODULE_NAME_LEN, validate_module_name};
 pub use runtime::ModuleRuntime;
 pub use time_fmt::{format_rfc3339, parse_rfc3339, rfc3339, rfc3339_opt};
 pub use types::{

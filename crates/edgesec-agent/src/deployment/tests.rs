@@ -318,9 +318,9 @@ fn errors_name_the_json_path() {
 #[test]
 fn bad_module_names_are_refused() {
     for (name, why) in [
-        ("a/b", "must not contain '/'"),
-        ("..", "must not be"),
-        ("", "must not be empty"),
+        ("a/b", "may not contain '/'"),
+        ("..", "may not be"),
+        ("", "module name is empty"),
         ("a\nb", "control characters"),
     ] {
         let e = error_of(json!({"schemaVersion": "1.0", "modules": {name: process()}}));
@@ -328,9 +328,9 @@ fn bad_module_names_are_refused() {
         assert!(e.message.starts_with("invalid module name"), "{e}");
         assert!(e.message.contains(why), "{e}");
     }
-    let long = "x".repeat(257);
+    let long = "x".repeat(129);
     let e = error_of(json!({"schemaVersion": "1.0", "modules": {long: process()}}));
-    assert!(e.message.contains("at most 256 bytes"), "{e}");
+    assert!(e.message.contains("longer than 128"), "{e}");
 }
 
 #[test]

@@ -20,8 +20,8 @@ use super::module::{Entry, Shared};
 use super::records;
 use super::status::{gone_state, state_of};
 use crate::error::RuntimeError;
-use crate::name::validate_module_name;
 use crate::types::{DockerSettings, ModuleSettings, ModuleState, PullPolicy};
+use edgesec_api::name::validate_module_name;
 
 pub(crate) async fn create(
     shared: &Arc<Shared>,

@@ -20,8 +20,8 @@ use super::spawn::spawn;
 use super::watch::watch_run;
 use crate::error::RuntimeError;
 use crate::logs::LogStream;
-use crate::name::validate_module_name;
 use crate::types::{ModuleSettings, ModuleStatus};
+use edgesec_api::name::validate_module_name;
 
 /// Rounds of emptying a cgroup before giving up on removing it.
 const RMDIR_ROUNDS: usize = 250;

@@ -39,9 +39,9 @@ use self::cgroup::CgroupTree;
 use self::module::Shared;
 use crate::error::RuntimeError;
 use crate::logs::{LogLine, LogQuery};
-use crate::name::validate_module_name;
 use crate::runtime::ModuleRuntime;
 use crate::types::{ExitEvent, ModuleSettings, ModuleState};
+use edgesec_api::name::validate_module_name;
 
 /// Whether to use cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,5 +1,5 @@
-//! Module names, checked once and everywhere a name becomes a path component (cgroup
-//! directories today, socket files in the daemon).
+//! Module names: one rule for the daemon (where a name becomes a cgroup directory and a socket
+//! file name), its runtimes and the agent (which checks a deployment before sending it).
 
 /// Longest accepted module name in bytes: IoT Hub's limit for a module id, and short enough
 /// for a cgroup directory and a socket file name.
