@@ -28,10 +28,6 @@ fn main() -> ExitCode {
             return ExitCode::from(edgesec_config::EXIT_CONFIG as u8);
         }
     };
-    if let Some(why) = config.provisioning.unsupported() {
-        eprintln!("edgesecd: {}: {why}", args.config.display());
-        return ExitCode::from(edgesec_config::EXIT_CONFIG as u8);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
