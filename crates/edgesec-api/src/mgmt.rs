@@ -209,8 +209,22 @@ pub struct KeyStoreStatus {
 pub struct DeviceStatus {
     pub id: String,
     pub hub: String,
-    /// Provisioning source: `local`, `manual`, ...
+    /// Provisioning source: `local`, `manual`, `dps`.
     pub source: String,
+    /// How the device authenticates to the cloud: `sas`, `x509`, `tpm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<String>,
+    /// RFC 3339 time of the DPS assignment in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_at: Option<String>,
+    /// Running from the cached DPS assignment rather than one made at this boot.
+    #[serde(default)]
+    pub from_cache: bool,
+    /// `on-error`, `always-on-startup` or `dynamic`, for a hub-connected device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprovisioning: Option<String>,
 }
 
 /// One certificate of the CA chain.

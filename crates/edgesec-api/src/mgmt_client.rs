@@ -125,6 +125,13 @@ impl MgmtClient {
     }
 
     /// edgesec's `GET /status`.
+    /// `POST /device/reprovision`: provision the device again.
+    pub async fn reprovision(&self) -> Result<(), ClientError> {
+        self.http
+            .request_json(Method::POST, &with_version("/device/reprovision"), NO_BODY)
+            .await
+    }
+
     pub async fn status(&self) -> Result<DaemonStatus, ClientError> {
         self.http.get_json(&with_version("/status")).await
     }

@@ -236,3 +236,29 @@ pub struct SealedState {
     /// can open the sealed store through the owner branch. `None`: the TPM could not say.
     pub owner_auth_set: Option<bool>,
 }
+
+/// `GET /tpm/keys`: the TPM's public keys for DPS TPM attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TpmPublicKeys {
+    /// The endorsement key, marshalled TPM2B_PUBLIC.
+    #[serde(with = "b64")]
+    pub endorsement_key: Vec<u8>,
+    /// The RSA storage key the service duplicates the authentication key to, marshalled
+    /// TPM2B_PUBLIC.
+    #[serde(with = "b64")]
+    pub storage_root_key: Vec<u8>,
+}
+
+/// The largest `authenticationKey` blob `POST /tpm/import` takes (a real one is about 1 KiB).
+pub const MAX_TPM_AUTH_KEY_BLOB: usize = 4096;
+
+/// `POST /tpm/import`: import the key a DPS TPM challenge carries under a new id.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportTpmAuthKeyRequest {
+    pub key_id: String,
+    /// The service's `authenticationKey`, as sent (decoded from base64).
+    #[serde(with = "b64")]
+    pub authentication_key: Vec<u8>,
+}

@@ -222,6 +222,29 @@ impl KeydClient {
             .await
     }
 
+    /// The TPM's endorsement key and storage key (marshalled TPM2B_PUBLIC each), for DPS TPM
+    /// attestation. Backends without a TPM answer 501 (not supported).
+    pub async fn tpm_public_keys(&self) -> Result<TpmPublicKeys, ClientError> {
+        self.http.get_json(&path("/tpm/keys")).await
+    }
+
+    /// Imports the HMAC key in a DPS TPM challenge (`authenticationKey`, decoded) as the new key
+    /// `id`; HMAC-SHA256 `sign` with the returned handle then runs inside the TPM.
+    pub async fn import_tpm_auth_key(
+        &self,
+        id: &str,
+        blob: &[u8],
+    ) -> Result<KeyHandleResponse, ClientError> {
+        self.post(
+            "/tpm/import",
+            &ImportTpmAuthKeyRequest {
+                key_id: id.into(),
+                authentication_key: blob.to_vec(),
+            },
+        )
+        .await
+    }
+
     /// The keys this caller may use.
     pub async fn list(&self) -> Result<Vec<KeyEntry>, ClientError> {
         let r: ListResponse = self.http.get_json(&path("/keys")).await?;

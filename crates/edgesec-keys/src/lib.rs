@@ -24,7 +24,7 @@ pub use id::KeyId;
 pub use routed::{RoutedKeyStore, glob};
 pub use types::{
     Capabilities, KeyInfo, KeyKind, KeyPairAlgorithm, KeyRef, PublicKey, SignAlgorithm, SignInput,
-    SymmetricUsage, pem_encode,
+    SymmetricUsage, TpmPublicKeys, pem_encode,
 };
 
 use zeroize::Zeroizing;
@@ -139,5 +139,21 @@ pub trait KeyStore: Send + Sync {
     /// Every stored key, in id order.
     fn list(&self) -> Result<Vec<KeyInfo>> {
         Err(KeyError::NotSupported("list"))
+    }
+
+    /// The TPM's endorsement key and the RSA storage key that cloud provisioning (DPS TPM
+    /// attestation) encrypts to, created and persisted in the TPM when absent.
+    fn tpm_public_keys(&self) -> Result<TpmPublicKeys> {
+        Err(KeyError::NotSupported("TPM attestation"))
+    }
+
+    /// Imports the HMAC key a provisioning service sent in its TPM challenge (the DPS
+    /// `authenticationKey` blob) under the new id `id`. The key is unwrapped inside the TPM
+    /// only, by the TPM this store holds; it can then sign HMAC-SHA256 and never leaves it.
+    /// A previous such key under `id` is replaced (the service sends a new one at each
+    /// registration); any other key under `id` is [`KeyError::AlreadyExists`].
+    fn import_tpm_auth_key(&self, id: &KeyId, blob: &[u8]) -> Result<KeyInfo> {
+        let _ = (id, blob);
+        Err(KeyError::NotSupported("TPM attestation"))
     }
 }

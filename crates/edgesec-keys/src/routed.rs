@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     Capabilities, ImportMaterial, KeyError, KeyId, KeyInfo, KeyPairAlgorithm, KeyRef, KeyStore,
-    PublicKey, Result, SignAlgorithm, SignInput, SymmetricUsage,
+    PublicKey, Result, SignAlgorithm, SignInput, SymmetricUsage, TpmPublicKeys,
 };
 
 /// Matches `text` against a pattern of literal characters, `*` (any run of characters) and `?`
@@ -203,6 +203,21 @@ impl KeyStore for RoutedKeyStore {
 
     fn delete(&self, id: &KeyId) -> Result<()> {
         self.pick(id).delete(id)
+    }
+
+    /// The first backend's that has a TPM (a store holds at most one).
+    fn tpm_public_keys(&self) -> Result<TpmPublicKeys> {
+        for (_, store) in &self.backends {
+            match store.tpm_public_keys() {
+                Err(KeyError::NotSupported(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(KeyError::NotSupported("TPM attestation"))
+    }
+
+    fn import_tpm_auth_key(&self, id: &KeyId, blob: &[u8]) -> Result<KeyInfo> {
+        self.pick(id).import_tpm_auth_key(id, blob)
     }
 
     /// Every backend's keys that the rules route to that backend. A key a backend holds under an

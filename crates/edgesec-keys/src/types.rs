@@ -287,3 +287,13 @@ impl Capabilities {
         }
     }
 }
+
+/// The public areas a provisioning service needs for TPM attestation, each a marshalled
+/// TPM2B_PUBLIC (size-prefixed TPMT_PUBLIC).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TpmPublicKeys {
+    /// The endorsement key (RSA-2048, TCG default EK template).
+    pub endorsement_key: Vec<u8>,
+    /// The RSA-2048 storage key the service duplicates the authentication key to.
+    pub storage_root_key: Vec<u8>,
+}

@@ -5,20 +5,13 @@ use std::path::Path;
 
 use edgesecd::config::Config;
 
-use crate::error::{CliError, EXIT_CONFIG, Result};
+use crate::error::{CliError, Result};
 
 pub fn check_file(file: &Path) -> Result<()> {
     let hint = "fix the key named above, then check again (the config format is in the README)";
     let c = Config::load(file).map_err(|e| CliError::config(&e, hint))?;
     if let Some(k) = &c.keyd.start_with_config {
         edgesec_keyd::config::Config::load(k).map_err(|e| CliError::config(&e, hint))?;
-    }
-    if let Some(why) = c.provisioning.unsupported() {
-        return Err(CliError {
-            message: format!("{}: valid, but this edgesecd cannot start with it: {why}", file.display()),
-            hint: Some("keep the config for a later version, or switch provisioning to what this one supports".into()),
-            code: EXIT_CONFIG,
-        });
     }
     println!("{} is valid.", file.display());
     let p = &c.provisioning;

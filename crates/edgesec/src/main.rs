@@ -119,11 +119,13 @@ enum Output {
 
 #[derive(Subcommand)]
 enum SystemCommand {
-    /// Version, uptime, key store, device identity, CA chain, module counts.
+    /// Version, uptime, key store, device identity and provisioning, CA chain, module counts.
     Status {
         #[arg(long)]
         json: bool,
     },
+    /// Provision the device again (DPS registers anew; a manual device keeps its identity).
+    Reprovision,
 }
 
 #[derive(Subcommand)]
@@ -200,6 +202,9 @@ async fn run(cli: Cli, style: Style) -> Result<ExitCode> {
         Command::System {
             command: SystemCommand::Status { json },
         } => status::system_status(&ctx, json, style).await?,
+        Command::System {
+            command: SystemCommand::Reprovision,
+        } => status::reprovision(&ctx, style).await?,
         Command::Check {
             output,
             warnings_as_errors,

@@ -63,10 +63,34 @@ pub fn render(s: &DaemonStatus, style: Style) -> String {
     } else {
         format!(" on {}", s.device.hub)
     };
+    let d = &s.device;
     line(
         "Device",
-        format!("{}{hub} (provisioning: {})", s.device.id, s.device.source),
+        format!("{}{hub} (provisioning: {})", d.id, d.source),
     );
+    if let Some(cred) = &d.credential {
+        let mut how = format!("{cred} credential");
+        if let Some(r) = &d.registration_id {
+            how.push_str(&format!(", registration {r}"));
+        }
+        if let Some(m) = &d.reprovisioning {
+            how.push_str(&format!(", reprovisioning {m}"));
+        }
+        line("", how);
+    }
+    if d.source == "dps" {
+        let when = d.provisioned_at.as_deref().unwrap_or("unknown time");
+        line(
+            "",
+            if d.from_cache {
+                style.yellow(&format!(
+                    "from the cached assignment of {when} (DPS not reached at this boot)"
+                ))
+            } else {
+                format!("assigned by DPS at {when}")
+            },
+        );
+    }
     let ca = &s.ca;
     if ca.ready {
         line(
@@ -106,6 +130,27 @@ pub fn render(s: &DaemonStatus, style: Style) -> String {
         ),
     );
     out
+}
+
+/// `system reprovision`: asks the daemon to provision again, then shows where the device is.
+pub async fn reprovision(ctx: &Ctx, style: Style) -> Result<()> {
+    let (client, sock) = ctx.mgmt()?;
+    waiting("provisioning again", client.reprovision())
+        .await
+        .map_err(|e| CliError::mgmt(e, &sock))?;
+    let s = fetch(ctx).await?;
+    let hub = if s.device.hub.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", s.device.hub)
+    };
+    println!(
+        "{} device {}{hub} (provisioning: {})",
+        style.green("Reprovisioned:"),
+        s.device.id,
+        s.device.source
+    );
+    Ok(())
 }
 
 pub async fn system_status(ctx: &Ctx, json: bool, style: Style) -> Result<()> {

@@ -2,7 +2,8 @@
 //! provisioning and edge CA variant): each converted config loads in edgesecd, keeps no
 //! secret in clear, and names what it could not carry over with key and line. Malformed
 //! inputs are answered with the key and line. With a real keyd the key goes into keyd, and
-//! edgesecd boots on the converted config; a DPS config is refused at boot, clearly.
+//! edgesecd boots on the converted config; a DPS config whose attestation keyd cannot do fails
+//! the boot with what went wrong.
 
 mod common;
 
@@ -13,7 +14,7 @@ use common::fixtures::*;
 use common::*;
 use edgesec_pki::CaMode;
 use edgesec_pki::config::KeySource;
-use edgesecd::config::{DeviceAuth, DpsAttestation, ProvisioningSource};
+use edgesecd::config::{DeviceAuth, DpsAttestation, ProvisioningSource, ReprovisionMode};
 
 #[test]
 fn every_variant_converts_to_a_config_that_loads() {
@@ -152,14 +153,18 @@ fn every_variant_converts_to_a_config_that_loads() {
         "[cert_issuance.est]",
         "EST issuance is not supported yet",
     );
-    i.dropped(
-        "auto_reprovisioning_mode",
-        "auto_reprovisioning_mode",
-        "cloud interface",
+    assert_eq!(c.provisioning.reprovisioning, ReprovisionMode::OnError);
+    assert!(
+        i.stderr().contains(&format!(
+            "  auto_reprovisioning_mode (line {}) -> auto_reprovisioning_mode",
+            i.line("auto_reprovisioning_mode")
+        )),
+        "{}",
+        i.stderr()
     );
     assert!(!i.text.contains("est-password-not-real"));
 
-    // manual X.509 with a local-CA-issued edge CA: loads; edgesecd of this build refuses it
+    // manual X.509 with a local-CA-issued edge CA
     let i = import(dir, "manual-x509.toml", &no_keyd, &[]);
     let c = i.load();
     assert_eq!(
@@ -185,8 +190,11 @@ fn every_variant_converts_to_a_config_that_loads() {
         .arg(&i.config)
         .output()
         .unwrap();
-    assert_eq!(check.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&check.stderr).contains("X.509 identity certificate"));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     // DPS, symmetric key, individual and group enrollment
     let i = import(dir, "dps-symmetric-key.toml", &no_keyd, &[]);
@@ -213,12 +221,7 @@ fn every_variant_converts_to_a_config_that_loads() {
     );
     assert_eq!(key_file(&dps_key), b64(DPS_KEY));
     assert!(!i.text.contains(DPS_KEY));
-    assert!(
-        c.provisioning
-            .unsupported()
-            .unwrap()
-            .contains("dps is not supported")
-    );
+    assert_eq!(c.provisioning.reprovisioning, ReprovisionMode::Dynamic);
 
     let i = import(dir, "dps-symmetric-key-group.toml", &no_keyd, &[]);
     let c = i.load();
@@ -233,10 +236,9 @@ fn every_variant_converts_to_a_config_that_loads() {
         c.pki.edge_ca.common_name.as_deref(),
         Some("sensor-hub-0042 edge CA")
     );
-    i.dropped(
-        "provisioning.payload",
-        "payload",
-        "payloads are not supported yet",
+    assert_eq!(
+        c.provisioning.dps_payload.as_deref(),
+        Some(dir.join("dps-payload.json").as_path())
     );
 
     // DPS X.509: the registration id is the certificate's CN
@@ -265,11 +267,7 @@ fn every_variant_converts_to_a_config_that_loads() {
     i.dropped("parent_hostname", "parent_hostname", "nested edge");
     i.dropped("tpm", "[tpm]", "keyd's config");
     i.dropped("aziot_keys", "[aziot_keys]", "keyd's config");
-    i.dropped(
-        "provisioning.always_reprovision_on_startup",
-        "always_reprovision",
-        "cloud interface",
-    );
+    assert_eq!(c.provisioning.reprovisioning, ReprovisionMode::OnError);
 
     // an existing output is not overwritten without -f
     let again = import(dir, "dps-tpm.toml", &no_keyd, &[]);
@@ -412,11 +410,19 @@ fn keys_go_into_keyd_and_edgesecd_boots_on_the_result() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         s["device"],
-        serde_json::json!({ "id": "line3-gateway", "hub": "plant1-hub.azure-devices.net", "source": "manual" })
+        serde_json::json!({
+            "id": "line3-gateway",
+            "hub": "plant1-hub.azure-devices.net",
+            "source": "manual",
+            "credential": "sas",
+            "from_cache": false,
+            "reprovisioning": "on-error",
+        })
     );
     assert_eq!(s["ca"]["mode"], "quickstart");
 
-    // a converted DPS config loads, but edgesecd says plainly that it cannot run it yet
+    // a converted DPS TPM config loads; with keyd's software store (no TPM) the boot fails
+    // and says why
     let i = import(dir, "dps-tpm.toml", &sock, &[]);
     i.load();
     let out = Command::new(sibling("edgesecd"))
@@ -424,10 +430,10 @@ fn keys_go_into_keyd_and_edgesecd_boots_on_the_result() {
         .arg(&i.config)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("provisioning source dps is not supported by this build yet"),
+        err.contains("provisioning with DPS failed") && err.contains("TPM"),
         "{err}"
     );
 }

@@ -1,4 +1,5 @@
-//! Boot, in the order the design gives: state dir → keyd → device identity → certificate
+//! Boot, in the order the design gives: state dir → keyd → device identity (provisioned in
+//! the cloud for a hub-connected device) → certificate
 //! authority → registrations → runtime → sockets → modules → agent → watchdog.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use edgesec_runtime::{ProcessRuntime, ProcessRuntimeConfig};
 use tokio::sync::oneshot;
 
 use crate::audit::AuditLog;
+use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::daemon::{Daemon, Parts};
 use crate::identity::Identities;
@@ -49,7 +51,10 @@ pub async fn boot(config: Config) -> Result<Running, String> {
     let keyd = KeydLink::connect(&config.keyd).await?;
     crate::mgmt::attestation::report_boot(&keyd.client, &config).await;
     let identities = Identities::init(&keyd.client, &config.provisioning).await?;
-    tracing::info!(device = %config.provisioning.device_id, hub = %config.provisioning.iothub_hostname, "device identity ready");
+    let cloud = Cloud::start(&config, &keyd.client, &identities).await?;
+    if cloud.is_none() {
+        tracing::info!(device = %config.provisioning.device_id, "device identity ready (standalone)");
+    }
 
     let store = Arc::new(RemoteKeyStore::new(
         keyd.client.clone(),
@@ -85,6 +90,7 @@ pub async fn boot(config: Config) -> Result<Running, String> {
         config,
         registry,
         identities,
+        cloud,
         runtime,
         ca,
         audit,

@@ -9,6 +9,7 @@ use edgesec_pki::CertAuthority;
 use edgesec_runtime::ModuleRuntime;
 
 use crate::audit::AuditLog;
+use crate::cloud::Cloud;
 use crate::config::Config;
 use crate::identity::Identities;
 use crate::registry::Registry;
@@ -18,6 +19,8 @@ pub struct Daemon {
     pub config: Config,
     pub registry: Registry,
     pub identities: Identities,
+    /// The device in the cloud; `None` for a standalone device.
+    pub cloud: Option<Arc<Cloud>>,
     pub runtime: Arc<dyn ModuleRuntime>,
     pub ca: Arc<CertAuthority>,
     pub audit: AuditLog,
@@ -52,6 +55,7 @@ pub struct Parts {
     pub config: Config,
     pub registry: Registry,
     pub identities: Identities,
+    pub cloud: Option<Arc<Cloud>>,
     pub runtime: Arc<dyn ModuleRuntime>,
     pub ca: Arc<CertAuthority>,
     pub audit: AuditLog,
@@ -63,6 +67,7 @@ impl Daemon {
             config: p.config,
             registry: p.registry,
             identities: p.identities,
+            cloud: p.cloud,
             runtime: p.runtime,
             ca: p.ca,
             audit: p.audit,
@@ -120,6 +125,20 @@ impl Daemon {
                 }
             }
         });
+    }
+
+    /// The hub and device id the device has now: what DPS assigned, else the config's.
+    pub fn hub_and_device(&self) -> (String, String) {
+        match &self.cloud {
+            Some(c) => {
+                let s = c.state();
+                (s.hub, s.device_id)
+            }
+            None => (
+                self.config.provisioning.iothub_hostname.clone(),
+                self.config.provisioning.device_id.clone(),
+            ),
+        }
     }
 
     pub fn is_agent(&self, module: &str) -> bool {

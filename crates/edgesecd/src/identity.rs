@@ -1,6 +1,7 @@
-//! Device and module identities in local mode. The device key lives in keyd; each module's key
-//! is derived in keyd from it over `<moduleId>:<generationId>:primary`, so a new generation gets
-//! a new key and no module key is ever stored.
+//! The device key and module keys. The device key lives in keyd; each module's keys are derived
+//! in keyd from it over `<moduleId>:<generationId>:primary` (and `:secondary`), so a new
+//! generation gets new keys and no module key is ever stored. A hub-connected device sets the
+//! same derived keys in the hub ([`crate::cloud`]), so what a module signs the hub accepts.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -30,7 +31,7 @@ impl Identities {
     /// encryption key.
     pub async fn init(keyd: &KeydClient, provisioning: &Provisioning) -> Result<Self, String> {
         let device_key = match (&provisioning.shared_access_key, &provisioning.auth) {
-            (Some(b64), _) => import_device_key(keyd, b64).await,
+            (Some(b64), _) => import_hmac_key(keyd, DEVICE_KEY_ID, b64).await,
             (None, DeviceAuth::SasKey(KeySource::KeyStore(id))) => {
                 keyd.load_key(id.as_str()).await.map_err(|e| {
                     edgesec_http::ClientError::InvalidRequest(format!(
@@ -46,7 +47,7 @@ impl Identities {
                         .trim()
                         .to_owned(),
                 );
-                import_device_key(keyd, &b64).await
+                import_hmac_key(keyd, DEVICE_KEY_ID, &b64).await
             }
             _ => {
                 keyd.create_key(DEVICE_KEY_ID, SymmetricUsage::HmacSha256)
@@ -93,6 +94,26 @@ impl Identities {
             .retain(|(m, _), _| m != module_id);
     }
 
+    /// The device-level key: the hub's SAS key of a manual SAS device, and the master that
+    /// module keys are derived from.
+    pub fn device_key(&self) -> &str {
+        &self.device_key
+    }
+
+    /// The handle of a module's secondary key (its primary is [`Self::module_key`]).
+    pub async fn module_secondary_key(
+        &self,
+        module_id: &str,
+        generation_id: &str,
+    ) -> Result<String, String> {
+        let label = format!("{module_id}:{generation_id}:secondary");
+        self.keyd
+            .derive(&self.device_key, label.as_bytes())
+            .await
+            .map(|r| r.key_handle)
+            .map_err(|e| e.to_string())
+    }
+
     pub fn encryption_key(&self) -> &str {
         &self.encryption_key
     }
@@ -102,10 +123,11 @@ impl Identities {
     }
 }
 
-/// Puts a connection string's key into keyd. If keyd already holds a different key under the
-/// id (the connection string changed), the old one is replaced.
-async fn import_device_key(
+/// Puts a base64 HMAC key (a connection string's, or a key file's) into keyd as `key_id`. If
+/// keyd already holds a different key under the id (the key changed), the old one is replaced.
+pub(crate) async fn import_hmac_key(
     keyd: &KeydClient,
+    key_id: &str,
     b64: &str,
 ) -> Result<edgesec_keyd::api::KeyHandleResponse, edgesec_http::ClientError> {
     let bytes = Zeroizing::new(
@@ -113,18 +135,17 @@ async fn import_device_key(
             .decode(b64)
             .map_err(|_| {
                 edgesec_http::ClientError::InvalidRequest(
-                    "the device key (a connection string's SharedAccessKey or a key file) is not base64"
-                        .into(),
+                    format!("the key for {key_id} (a connection string's SharedAccessKey or a key file) is not base64"),
                 )
             })?,
     );
     let import = edgesec_keyd::api::ImportRequest {
-        key_id: DEVICE_KEY_ID.into(),
+        key_id: key_id.into(),
         key_bytes: Some(bytes.to_vec()),
         usage: Some(SymmetricUsage::HmacSha256),
         ..Default::default()
     };
-    if let Ok(existing) = keyd.load_key(DEVICE_KEY_ID).await {
+    if let Ok(existing) = keyd.load_key(key_id).await {
         // Same key? Compare an HMAC made by keyd with one made here.
         let probe = b"edgesec device key check";
         let theirs = keyd
@@ -142,7 +163,8 @@ async fn import_device_key(
             return Ok(existing);
         }
         tracing::warn!(
-            "the connection string's key differs from the stored device key; replacing it"
+            key = key_id,
+            "the configured key differs from the one in keyd; replacing it"
         );
         keyd.delete(&existing.key_handle).await?;
     }

@@ -6,6 +6,7 @@ mod agent;
 pub mod attest;
 pub mod audit;
 pub mod bootstrap;
+pub mod cloud;
 pub mod config;
 pub mod containers;
 pub mod daemon;

@@ -28,10 +28,6 @@ fn main() -> ExitCode {
             return ExitCode::from(edgesec_config::EXIT_CONFIG as u8);
         }
     };
-    if let Some(why) = config.provisioning.unsupported() {
-        eprintln!("edgesecd: {}: {why}", args.config.display());
-        return ExitCode::from(edgesec_config::EXIT_CONFIG as u8);
-    }
     // One async worker thread unless TOKIO_WORKER_THREADS says otherwise: the requests are
     // short and the slow work (hashing, key generation) runs on the blocking pool anyway, and on
     // a 2-core device a second worker cost more in cross-thread wake-ups than it gained (see

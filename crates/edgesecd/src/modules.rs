@@ -151,15 +151,13 @@ impl Daemon {
         generation_id: &str,
     ) -> Vec<(String, String)> {
         let c = &self.config;
+        let (hub, device) = self.hub_and_device();
         let mut env = vec![
             ("IOTEDGE_WORKLOADURI".into(), self.workload_uri(spec)),
             ("IOTEDGE_MODULEID".into(), spec.name.clone()),
             ("IOTEDGE_MODULEGENERATIONID".into(), generation_id.into()),
-            ("IOTEDGE_DEVICEID".into(), c.provisioning.device_id.clone()),
-            (
-                "IOTEDGE_IOTHUBHOSTNAME".into(),
-                c.provisioning.iothub_hostname.clone(),
-            ),
+            ("IOTEDGE_DEVICEID".into(), device),
+            ("IOTEDGE_IOTHUBHOSTNAME".into(), hub),
             ("IOTEDGE_GATEWAYHOSTNAME".into(), c.hostname.clone()),
             ("IOTEDGE_APIVERSION".into(), LATEST_API_VERSION.into()),
             ("IOTEDGE_AUTHSCHEME".into(), "sasToken".into()),
@@ -183,7 +181,9 @@ impl Daemon {
         env
     }
 
-    /// `POST /modules`: registers a module (stopped). Each create starts a new generation.
+    /// `POST /modules`: registers a module (stopped). Each create starts a new generation on a
+    /// standalone device; a hub-connected device takes the generation of the module's identity
+    /// in the hub (made now if the agent has not made it).
     pub async fn create_module(&self, spec: ModuleSpec) -> Result<ModuleDetails, ApiError> {
         let settings = validate_spec(&spec)?;
         // The module's workload socket must be bindable, or every start would fail later.
@@ -207,9 +207,27 @@ impl Daemon {
                 spec.name
             )));
         }
-        let generation = new_generation_id();
-        self.register(spec, settings, Generation::New(generation), false)
-            .await
+        let generation = match &self.cloud {
+            Some(cloud) => self.hub_generation(cloud, &spec.name).await,
+            None => Generation::New(new_generation_id()),
+        };
+        self.register(spec, settings, generation, false).await
+    }
+
+    /// The hub identity's generation for a new module: the one recorded, else a new identity
+    /// in the hub. When the hub cannot be reached the module gets a local generation (its
+    /// keys then match the hub once the agent creates or updates its identity).
+    async fn hub_generation(&self, cloud: &crate::cloud::Cloud, name: &str) -> Generation {
+        if self.registry.read().await.identities.contains_key(name) {
+            return Generation::Keep;
+        }
+        match self.create_hub_identity(cloud, name, "iotedge").await {
+            Ok(_) => Generation::Keep,
+            Err(e) => {
+                tracing::warn!(module = %name, error = %e, "cannot create the module's identity in the hub; it gets a local generation for now");
+                Generation::New(new_generation_id())
+            }
+        }
     }
 
     /// Creates the module in the runtime and records it (with its identity's generation, in the

@@ -30,7 +30,6 @@ fn only_the_agent_may_change_modules_and_identities() {
         ),
         ("PUT", format!("/identities/edgeAgent?{V}"), Some("{}")),
         ("DELETE", format!("/identities/edgeAgent?{V}"), None),
-        ("POST", format!("/device/reprovision?{V}"), None),
     ];
     for (method, path, body) in &mutating {
         let (code, text) = edge.mgmt(method, path, *body);
@@ -394,6 +393,11 @@ fn the_admin_group_may_read_and_others_cannot_connect() {
     );
     assert_eq!(
         as_nobody("4242", "POST", &format!("/device/reprovision?{V}")),
+        "204",
+        "admins may reprovision (`edgesec system reprovision`)"
+    );
+    assert_eq!(
+        as_nobody("4242", "POST", &format!("/identities?{V}")),
         "403",
         "admins are not the agent"
     );

@@ -1,10 +1,11 @@
 //! The key service's HTTP API: routing, authorization and error mapping. The operations
 //! themselves are in `keys.rs` (create, load, import, delete, list) and `crypto.rs` (public key,
-//! sign, verify, derive, export, encrypt, decrypt).
+//! sign, verify, derive, export, encrypt, decrypt); `tpm.rs` serves DPS TPM attestation.
 
 mod attestation;
 mod crypto;
 mod keys;
+mod tpm;
 
 use std::sync::Arc;
 
@@ -113,12 +114,14 @@ impl KeyService {
             (&Method::POST, ["measurements"]) => self.report_measurement(peer, req),
             (&Method::GET, ["measurements"]) => self.measurement_log(uid),
             (&Method::POST, ["attestation", "quote"]) => self.quote(uid, req).await,
+            (&Method::GET, ["tpm", "keys"]) => self.tpm_public_keys(uid).await,
+            (&Method::POST, ["tpm", "import"]) => self.import_tpm_auth_key(uid, req).await,
             (
                 _,
                 [
                     "keypair" | "key" | "import" | "delete" | "keys" | "capabilities" | "publickey"
                     | "sign" | "verify" | "derive" | "encrypt" | "decrypt" | "measurements"
-                    | "attestation",
+                    | "attestation" | "tpm",
                     ..,
                 ],
             ) => Err(ApiError::method_not_allowed()),

@@ -8,6 +8,9 @@
 //!        | private length u16 | private
 //! ```
 //!
+//! Kind 1 is a key pair and 2 a symmetric key, both under the storage root key; kind 3 is an
+//! HMAC key imported from a DPS TPM challenge, under the DPS storage key (see `dps.rs`).
+//!
 //! Each object's auth value is derived from its key id, so a blob copied to another key's name
 //! fails to authorize in the TPM.
 
@@ -15,6 +18,7 @@ use aws_lc_rs::digest;
 use tss_esapi::structures::{Auth, Private, Public};
 use tss_esapi::traits::{Marshall, UnMarshall};
 
+use super::device::Parent;
 use crate::{KeyError, KeyId, KeyKind, KeyPairAlgorithm, SymmetricUsage};
 
 const MAGIC: &[u8; 4] = b"ETK1";
@@ -22,6 +26,7 @@ const MAGIC: &[u8; 4] = b"ETK1";
 /// A wrapped key, parsed.
 pub(crate) struct Blob {
     pub(crate) kind: KeyKind,
+    pub(crate) parent: Parent,
     pub(crate) public: Public,
     pub(crate) private: Private,
     pub(crate) auth: Auth,
@@ -35,8 +40,9 @@ pub(crate) fn auth_for(id: &KeyId) -> Auth {
     Auth::try_from(ctx.finish().as_ref().to_vec()).expect("32 bytes fit an auth value")
 }
 
-fn codes(kind: KeyKind) -> (u8, u8) {
+fn codes(kind: KeyKind, parent: Parent) -> (u8, u8) {
     match kind {
+        KeyKind::Symmetric(SymmetricUsage::HmacSha256) if parent == Parent::DpsStorage => (3, 1),
         KeyKind::KeyPair(a) => (
             1,
             match a {
@@ -52,15 +58,22 @@ fn codes(kind: KeyKind) -> (u8, u8) {
     }
 }
 
-fn kind_of(k: u8, a: u8) -> Option<KeyKind> {
-    Some(match (k, a) {
+fn kind_of(k: u8, a: u8) -> Option<(KeyKind, Parent)> {
+    if (k, a) == (3, 1) {
+        return Some((
+            KeyKind::Symmetric(SymmetricUsage::HmacSha256),
+            Parent::DpsStorage,
+        ));
+    }
+    let kind = match (k, a) {
         (1, 1) => KeyKind::KeyPair(KeyPairAlgorithm::EcP256),
         (1, 2) => KeyKind::KeyPair(KeyPairAlgorithm::EcP384),
         (1, 3) => KeyKind::KeyPair(KeyPairAlgorithm::Rsa2048),
         (2, 1) => KeyKind::Symmetric(SymmetricUsage::HmacSha256),
         (2, 2) => KeyKind::Symmetric(SymmetricUsage::Aes256Gcm),
         _ => return None,
-    })
+    };
+    Some((kind, Parent::StorageRoot))
 }
 
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
@@ -79,13 +92,14 @@ fn take_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
 pub(crate) fn encode(
     id: &KeyId,
     kind: KeyKind,
+    parent: Parent,
     public: &Public,
     private: &Private,
 ) -> Result<Vec<u8>, KeyError> {
     let public = public
         .marshall()
         .map_err(|e| KeyError::Backend(format!("cannot encode a TPM public area: {e}")))?;
-    let (k, a) = codes(kind);
+    let (k, a) = codes(kind, parent);
     let mut out = MAGIC.to_vec();
     out.push(k);
     out.push(a);
@@ -97,19 +111,23 @@ pub(crate) fn encode(
 
 /// Reads only the header: which key a file holds and its kind.
 pub(crate) fn peek(file: &[u8]) -> Option<(KeyId, KeyKind)> {
+    peek_parent(file).map(|(id, kind, _)| (id, kind))
+}
+
+fn peek_parent(file: &[u8]) -> Option<(KeyId, KeyKind, Parent)> {
     if file.len() < 6 || &file[..4] != MAGIC {
         return None;
     }
-    let kind = kind_of(file[4], file[5])?;
+    let (kind, parent) = kind_of(file[4], file[5])?;
     let mut rest = &file[6..];
     let id = std::str::from_utf8(take_field(&mut rest)?).ok()?;
-    Some((KeyId::new(id).ok()?, kind))
+    Some((KeyId::new(id).ok()?, kind, parent))
 }
 
 /// Parses a file that must hold key `id`; anything else is `Corrupted(id)`.
 pub(crate) fn decode(id: &KeyId, file: &[u8]) -> Result<Blob, KeyError> {
     let corrupted = || KeyError::Corrupted(id.clone());
-    let (file_id, kind) = peek(file).ok_or_else(corrupted)?;
+    let (file_id, kind, parent) = peek_parent(file).ok_or_else(corrupted)?;
     if &file_id != id {
         return Err(corrupted());
     }
@@ -122,6 +140,7 @@ pub(crate) fn decode(id: &KeyId, file: &[u8]) -> Result<Blob, KeyError> {
     }
     Ok(Blob {
         kind,
+        parent,
         public: Public::unmarshall(public).map_err(|_| corrupted())?,
         private: Private::try_from(private.to_vec()).map_err(|_| corrupted())?,
         auth: auth_for(id),

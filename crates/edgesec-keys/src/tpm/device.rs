@@ -79,6 +79,18 @@ pub(crate) struct Inner {
     srk_handle: u32,
     /// The owner hierarchy's authorization value; `None` is the TPM default (empty).
     owner_auth: Option<Zeroizing<Vec<u8>>>,
+    /// The persistent keys of DPS TPM attestation (see `dps.rs`), once looked up.
+    pub(crate) endorsement_key: Option<KeyHandle>,
+    pub(crate) dps_storage_key: Option<KeyHandle>,
+}
+
+/// The key a wrapped object was created or imported under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Parent {
+    /// The storage root key (every object the TPM made for us).
+    StorageRoot,
+    /// The RSA storage key of DPS TPM attestation (the imported authentication key).
+    DpsStorage,
 }
 
 /// A shared handle to the TPM. Cloning shares the one connection.
@@ -125,6 +137,8 @@ impl Tpm {
                 srk: None,
                 srk_handle: config.srk_handle,
                 owner_auth: None,
+                endorsement_key: None,
+                dps_storage_key: None,
             })),
             tcti: config.tcti.clone(),
         })
@@ -224,68 +238,81 @@ impl Inner {
         if let Some(h) = self.srk {
             return Ok(h);
         }
-        let persistent = PersistentTpmHandle::new(self.srk_handle).map_err(|_| {
+        let key = self.persistent_primary(
+            self.srk_handle,
+            Hierarchy::Owner,
+            templates::storage_root,
+            "storage root key",
+        )?;
+        self.srk = Some(key);
+        Ok(key)
+    }
+
+    /// The key at the persistent handle `handle`, or (when there is none) a primary made from
+    /// `template` in `hierarchy` and persisted there.
+    pub(crate) fn persistent_primary(
+        &mut self,
+        handle: u32,
+        hierarchy: Hierarchy,
+        template: fn() -> Result<Public, TssError>,
+        what: &str,
+    ) -> Result<KeyHandle, KeyError> {
+        let persistent = PersistentTpmHandle::new(handle).map_err(|_| {
             KeyError::Backend(format!(
-                "0x{:08x} is not a persistent TPM handle (0x81000000 to 0x81ffffff)",
-                self.srk_handle
+                "0x{handle:08x} is not a persistent TPM handle (0x81000000 to 0x81ffffff)"
             ))
         })?;
         let found = self
             .ctx
             .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(persistent)));
-        let handle = match found {
-            Ok(h) => h,
-            Err(_) => {
-                tracing::info!(
-                    handle = format!("0x{:08x}", self.srk_handle),
-                    "creating the TPM storage root key"
-                );
-                let created = self
-                    .as_owner(|ctx| {
-                        ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                            c.create_primary(
-                                Hierarchy::Owner,
-                                templates::storage_root()?,
-                                None,
-                                None,
-                                None,
-                                None,
-                            )
-                        })
-                    })
-                    .map_err(|e| tpm_error("create the storage root key", e))?;
-                let evicted = self.as_owner(|ctx| {
-                    ctx.execute_with_session(Some(AuthSession::Password), |c| {
-                        c.evict_control(
-                            Provision::Owner,
-                            created.key_handle.into(),
-                            Persistent::Persistent(persistent),
-                        )
-                    })
-                });
-                let _ = self.ctx.flush_context(created.key_handle.into());
-                evicted.map_err(|e| tpm_error("persist the storage root key", e))?
-            }
-        };
-        let key = KeyHandle::from(handle);
-        self.srk = Some(key);
-        Ok(key)
+        if let Ok(h) = found {
+            return Ok(KeyHandle::from(h));
+        }
+        tracing::info!(
+            handle = format!("0x{handle:08x}"),
+            "creating the TPM {what}"
+        );
+        // Both commands may need the owner hierarchy's password: creating under it, and
+        // persisting anything (EvictControl is always authorized by the owner).
+        let created = self
+            .as_owner(|ctx| {
+                ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                    c.create_primary(hierarchy, template()?, None, None, None, None)
+                })
+            })
+            .map_err(|e| tpm_error(&format!("create the {what}"), e))?;
+        let evicted = self.as_owner(|ctx| {
+            ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                c.evict_control(
+                    Provision::Owner,
+                    created.key_handle.into(),
+                    Persistent::Persistent(persistent),
+                )
+            })
+        });
+        let _ = self.ctx.flush_context(created.key_handle.into());
+        let h = evicted.map_err(|e| tpm_error(&format!("persist the {what}"), e))?;
+        Ok(KeyHandle::from(h))
     }
 
-    /// Loads a wrapped object under the SRK, sets its auth value, runs `f` and flushes the
+    /// Loads a wrapped object under its parent, sets its auth value, runs `f` and flushes the
     /// object whatever `f` returned.
     pub(crate) fn with_loaded<T>(
         &mut self,
+        parent: Parent,
         public: &Public,
         private: &Private,
         auth: &Auth,
         f: impl FnOnce(&mut Context, KeyHandle) -> Result<T, KeyError>,
     ) -> Result<T, KeyError> {
-        let srk = self.srk()?;
+        let parent = match parent {
+            Parent::StorageRoot => self.srk()?,
+            Parent::DpsStorage => self.dps_storage_key()?,
+        };
         let handle = self
             .ctx
             .execute_with_session(Some(AuthSession::Password), |c| {
-                c.load(srk, private.clone(), public.clone())
+                c.load(parent, private.clone(), public.clone())
             })
             .map_err(|e| tpm_error("load a key", e))?;
         let result = self

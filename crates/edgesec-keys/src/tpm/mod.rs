@@ -15,6 +15,9 @@
 //!   wrapped blobs are kept, and they are loaded for each use and flushed right after.
 //! - HMAC-SHA256 keys are keyed-hash objects in the TPM: signing and deriving module keys
 //!   (HMAC(base, label)) happen inside it. A derived key's bytes leave the TPM only into keyd.
+//! - DPS TPM attestation (`dps`): the endorsement key (persistent at 0x81010001) and an RSA
+//!   storage key (0x81000010) beside the ECC SRK; the HMAC authentication key the service sends
+//!   is imported under that RSA key. It signs HMAC-SHA256 in the TPM and derives nothing.
 //! - AES-256-GCM keys are sealed data objects: the TPM keeps them wrapped and unseals the key
 //!   into keyd's memory for one operation (TPMs do not do GCM).
 //!
@@ -26,6 +29,7 @@
 
 mod blob;
 mod device;
+mod dps;
 pub mod pcr;
 pub mod quote;
 pub mod seal;
@@ -46,10 +50,11 @@ use edgesec_state as fs;
 use tss_esapi::interface_types::session_handles::AuthSession;
 
 pub use device::{DEFAULT_SRK_HANDLE, DEFAULT_TCTI, Tpm, TpmConfig, tpm_error};
+pub use dps::{DPS_STORAGE_KEY_HANDLE, ENDORSEMENT_KEY_HANDLE, MAX_AUTH_KEY_BLOB};
 
 use crate::{
     Capabilities, ImportMaterial, KeyError, KeyId, KeyInfo, KeyKind, KeyPairAlgorithm, KeyRef,
-    KeyStore, PublicKey, Result, SignAlgorithm, SignInput, SymmetricUsage,
+    KeyStore, PublicKey, Result, SignAlgorithm, SignInput, SymmetricUsage, TpmPublicKeys,
 };
 use blob::Blob;
 
@@ -143,7 +148,7 @@ impl TpmKeyStore {
     ) -> Result<T> {
         self.tpm
             .lock()
-            .with_loaded(&blob.public, &blob.private, &blob.auth, f)
+            .with_loaded(blob.parent, &blob.public, &blob.private, &blob.auth, f)
     }
 
     /// Creates an object under the SRK and stores its blob, unless `id` exists: then the existing
@@ -165,7 +170,13 @@ impl TpmKeyStore {
                 })
                 .map_err(|e| tpm_error("create a key", e))?
         };
-        let file = blob::encode(id, kind, &created.out_public, &created.out_private)?;
+        let file = blob::encode(
+            id,
+            kind,
+            device::Parent::StorageRoot,
+            &created.out_public,
+            &created.out_private,
+        )?;
         let path = self.path_of(id);
         if fs::write_new(&path, &file).map_err(backend)? {
             Ok((info(id, kind), true))
@@ -344,6 +355,14 @@ impl KeyStore for TpmKeyStore {
                 path.display()
             ))),
         }
+    }
+
+    fn tpm_public_keys(&self) -> Result<TpmPublicKeys> {
+        self.public_keys()
+    }
+
+    fn import_tpm_auth_key(&self, id: &KeyId, blob: &[u8]) -> Result<KeyInfo> {
+        self.import_auth_key(id, blob)
     }
 
     fn list(&self) -> Result<Vec<KeyInfo>> {

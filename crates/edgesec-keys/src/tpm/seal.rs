@@ -88,7 +88,7 @@ fn owner_error(e: TssError) -> SealError {
 }
 
 /// Starts a policy (or trial) session.
-fn start(ctx: &mut Context, trial: bool) -> Result<PolicySession, KeyError> {
+pub(super) fn start(ctx: &mut Context, trial: bool) -> Result<PolicySession, KeyError> {
     let kind = if trial {
         SessionType::Trial
     } else {
@@ -158,7 +158,7 @@ fn or_list(a: &Digest, b: &Digest) -> Result<DigestList, KeyError> {
     Ok(list)
 }
 
-fn flush_session(ctx: &mut Context, s: PolicySession) {
+pub(super) fn flush_session(ctx: &mut Context, s: PolicySession) {
     let _ = ctx.flush_context(tss_esapi::handles::SessionHandle::from(s).into());
 }
 

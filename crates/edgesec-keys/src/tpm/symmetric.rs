@@ -52,6 +52,14 @@ impl TpmKeyStore {
     pub(super) fn hmac_key(&self, base: &KeyId) -> Result<std::sync::Arc<Blob>> {
         let b = self.load(base)?;
         match b.kind {
+            // The cloud's authentication key signs and nothing else.
+            KeyKind::Symmetric(SymmetricUsage::HmacSha256)
+                if b.parent == super::device::Parent::DpsStorage =>
+            {
+                Err(KeyError::WrongAlgorithm(format!(
+                    "{base:?} is a TPM authentication key; it signs but derives no child keys"
+                )))
+            }
             KeyKind::Symmetric(SymmetricUsage::HmacSha256) => Ok(b),
             _ => Err(KeyError::WrongAlgorithm(format!(
                 "only hmac-sha256 keys can derive child keys; {base:?} is not one"

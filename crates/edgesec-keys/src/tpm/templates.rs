@@ -41,6 +41,45 @@ pub(crate) fn storage_root() -> TssResult<Public> {
         .build()
 }
 
+/// The endorsement key: the TCG EK Credential Profile's default RSA-2048 template (restricted
+/// decryption, AES-128-CFB, authorized only by PolicySecret(endorsement hierarchy)). A TPM with
+/// a manufacturer's EK certificate gives the certified key from this very template.
+pub(crate) fn endorsement_key() -> TssResult<Public> {
+    tss_esapi::abstraction::ek::create_ek_public_from_default_template(
+        tss_esapi::interface_types::algorithm::AsymmetricAlgorithm::Rsa,
+        None::<tss_esapi::abstraction::DefaultKey>,
+    )
+}
+
+/// The RSA storage key of DPS TPM attestation: the TCG's RSA-2048 SRK shape (restricted
+/// decryption, AES-128-CFB). The service encrypts the import seed to it with RSA-OAEP, which an
+/// ECC key cannot take, so it stands beside the ECC storage root key.
+pub(crate) fn rsa_storage_key() -> TssResult<Public> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .with_restricted(true)
+        .with_decrypt(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::Rsa)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_rsa_parameters(
+            PublicRsaParametersBuilder::new_restricted_decryption_key(
+                SymmetricDefinitionObject::AES_128_CFB,
+                RsaKeyBits::Rsa2048,
+                RsaExponent::ZERO_EXPONENT,
+            )
+            .build()?,
+        )
+        .with_rsa_unique_identifier(PublicKeyRsa::default())
+        .build()
+}
+
 /// An unrestricted signing key pair, its scheme chosen at each signature.
 pub(crate) fn key_pair(alg: KeyPairAlgorithm) -> TssResult<Option<Public>> {
     let attributes = ObjectAttributesBuilder::new()

@@ -86,18 +86,10 @@ pub async fn run_all(ctx: &Ctx) -> Vec<Check> {
             return out;
         }
     };
-    let mut out = vec![match c.provisioning.unsupported() {
-        None => pass("config-well-formed", format!("{} loads", c.file.display())),
-        Some(why) => not(
-            "config-well-formed",
-            Outcome::Fail,
-            format!(
-                "{} loads, but edgesecd cannot start with it: {why}",
-                c.file.display()
-            ),
-            "switch [provisioning] to what this edgesecd supports",
-        ),
-    }];
+    let mut out = vec![pass(
+        "config-well-formed",
+        format!("{} loads", c.file.display()),
+    )];
     out.push(state_dir_permissions(c));
     let keyd = KeydClient::new(&c.keyd.socket);
     let keyd_check = keyd_reachable(c, &keyd).await;

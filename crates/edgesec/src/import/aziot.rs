@@ -18,6 +18,9 @@ pub struct AzConfig {
     pub watchdog: Option<AzWatchdog>,
     pub edge_ca: Option<AzEdgeCa>,
     pub cert_issuance: Option<AzCertIssuance>,
+    pub auto_reprovisioning_mode: Option<String>,
+    pub cloud_timeout_sec: Option<u64>,
+    pub cloud_retries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +47,16 @@ pub struct AzProvisioning {
     pub id_scope: Option<String>,
     pub authentication: Option<AzAuth>,
     pub attestation: Option<AzAuth>,
+    pub payload: Option<AzPayload>,
+    /// IoT Edge 1.1's spellings of the reprovisioning mode.
+    pub dynamic_reprovisioning: Option<bool>,
+    pub always_reprovision_on_startup: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzPayload {
+    pub uri: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -12,7 +12,6 @@ use super::emit::Doc;
 
 pub const CONTAINER_REASON: &str =
     "no container runtime in edgesec yet: modules and the agent run as processes";
-const CLOUD_REASON: &str = "needs the cloud interface, which a later edgesec version adds";
 
 /// What happened to one key of the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +140,7 @@ pub fn convert(file: &Path, text: &str, opts: &Opts) -> Result<Converted, Config
     };
     top(&mut cv, &az, opts)?;
     super::provisioning::provisioning(&mut cv, az.provisioning.as_ref())?;
+    super::provisioning::cloud(&mut cv, &az)?;
     sockets(&mut cv, &az, opts)?;
     agent(&mut cv, &az)?;
     super::edge_ca::edge_ca(
@@ -354,15 +354,10 @@ fn known_but_unsupported(cv: &mut Cv<'_>) {
             CONTAINER_REASON.to_string(),
         ),
         (
-            "auto_reprovisioning_mode",
-            format!("reprovisioning {CLOUD_REASON}"),
-        ),
-        (
             "prefer_module_identity_cache",
-            "module identities are local to the device; there is no cloud copy to prefer".into(),
+            "edgesecd asks the hub first and uses its local records when the hub cannot be reached"
+                .into(),
         ),
-        ("cloud_timeout_sec", CLOUD_REASON.into()),
-        ("cloud_retries", CLOUD_REASON.into()),
         (
             "additional_info",
             "edgesecd reports its own system information".into(),

@@ -10,8 +10,6 @@ use super::convert::{Cv, Secret};
 
 pub const DEVICE_KEY_ID: &str = "edgesec/device-key";
 pub const DPS_KEY_ID: &str = "edgesec/dps-key";
-const REPROVISION: &str =
-    "reprovisioning needs the cloud interface, which a later edgesec version adds";
 
 /// Refuses keys of `auth` that `method` does not use.
 fn only(cv: &Cv<'_>, table: &str, a: &AzAuth, allowed: &[&str]) -> Result<(), ConfigError> {
@@ -173,6 +171,67 @@ fn common_name(path: &std::path::Path) -> Option<String> {
     Some(cn)
 }
 
+/// The cloud settings: `auto_reprovisioning_mode` (or IoT Edge 1.1's booleans in
+/// `[provisioning]`), `cloud_timeout_sec`, `cloud_retries`, and a DPS `payload`.
+pub fn cloud(cv: &mut Cv<'_>, az: &super::aziot::AzConfig) -> Result<(), ConfigError> {
+    use edgesecd::config::ReprovisionMode;
+    let p = az.provisioning.as_ref();
+    let legacy = [
+        (
+            "provisioning.dynamic_reprovisioning",
+            p.and_then(|p| p.dynamic_reprovisioning),
+            ReprovisionMode::Dynamic,
+        ),
+        (
+            "provisioning.always_reprovision_on_startup",
+            p.and_then(|p| p.always_reprovision_on_startup),
+            ReprovisionMode::AlwaysOnStartup,
+        ),
+    ];
+    let mut mode = None;
+    for (key, on, m) in legacy {
+        if let Some(on) = on {
+            if on {
+                mode = Some(m);
+            }
+            cv.carried(key, "auto_reprovisioning_mode");
+        }
+    }
+    if let Some(s) = &az.auto_reprovisioning_mode {
+        let m = ReprovisionMode::parse(s).ok_or_else(|| {
+            cv.err(
+                "auto_reprovisioning_mode",
+                format!("{s:?}: expected Dynamic, AlwaysOnStartup or OnErrorOnly"),
+            )
+        })?;
+        mode = Some(m);
+        cv.carried("auto_reprovisioning_mode", "auto_reprovisioning_mode");
+    }
+    if let Some(m) = mode {
+        cv.doc.set("", "auto_reprovisioning_mode", m.as_str());
+    }
+    if let Some(t) = az.cloud_timeout_sec {
+        cv.doc.set("", "cloud_timeout_sec", t as i64);
+        cv.carried("cloud_timeout_sec", "cloud_timeout_sec");
+    }
+    if let Some(r) = az.cloud_retries {
+        cv.doc.set("", "cloud_retries", i64::from(r));
+        cv.carried("cloud_retries", "cloud_retries");
+    }
+    if let Some(payload) = p.and_then(|p| p.payload.as_ref()) {
+        let key = "provisioning.payload";
+        if p.is_some_and(|p| p.source != Source::Dps) {
+            return Err(cv.err(key, "a payload is sent to DPS; it needs source = \"dps\""));
+        }
+        let path = cv.file_uri(&format!("{key}.uri"), &payload.uri)?;
+        let mut t = toml::Table::new();
+        t.insert("uri".into(), format!("file://{}", path.display()).into());
+        cv.doc.set("provisioning", "payload", toml::Value::Table(t));
+        cv.carried(key, "provisioning.payload (sent with the DPS registration)");
+    }
+    Ok(())
+}
+
 pub fn provisioning(cv: &mut Cv<'_>, p: Option<&AzProvisioning>) -> Result<(), ConfigError> {
     let Some(p) = p else {
         return Err(ConfigError {
@@ -182,12 +241,6 @@ pub fn provisioning(cv: &mut Cv<'_>, p: Option<&AzProvisioning>) -> Result<(), C
             message: "missing: an IoT Edge config needs a [provisioning] table".into(),
         });
     };
-    cv.dropped("provisioning.dynamic_reprovisioning", REPROVISION);
-    cv.dropped("provisioning.always_reprovision_on_startup", REPROVISION);
-    cv.dropped(
-        "provisioning.payload",
-        "DPS custom allocation payloads are not supported yet",
-    );
     match p.source {
         Source::Manual => manual(cv, p),
         Source::Dps => dps(cv, p),
@@ -343,7 +396,7 @@ fn dps(cv: &mut Cv<'_>, p: &AzProvisioning) -> Result<(), ConfigError> {
         .set("provisioning", "global_endpoint", endpoint.as_str());
     cv.doc.set("provisioning", "id_scope", scope.as_str());
     for k in ["source", "global_endpoint", "id_scope"] {
-        cv.carried(&format!("provisioning.{k}"), format!("provisioning.{k} (edgesecd refuses DPS until a later version adds the cloud interface)"));
+        cv.carried(&format!("provisioning.{k}"), format!("provisioning.{k}"));
     }
     let t = "provisioning.attestation";
     let a = required(

@@ -2,6 +2,7 @@
 //! binary named without a path (the agent, keyd) is looked up next to the running edgesecd
 //! first, so a copied quickstart directory runs as it is. See `docs/config.md`.
 
+mod cloud;
 mod moby;
 mod provisioning;
 mod raw;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use edgesec_config::ConfigError;
 use edgesec_pki::config::PkiConfig;
 
+pub use cloud::{CloudSettings, ReprovisionMode};
 pub use moby::MobyConfig;
 pub use provisioning::{DeviceAuth, DpsAttestation, ProvisioningSource};
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub audit_log: PathBuf,
     /// The container engine (`[moby_runtime]`), when container modules are used.
     pub moby: Option<MobyConfig>,
+    /// How DPS and IoT Hub are reached.
+    pub cloud: CloudSettings,
 }
 
 /// Who this device is.
@@ -47,25 +51,16 @@ pub struct Provisioning {
     pub shared_access_key: Option<zeroize::Zeroizing<String>>,
     /// How the device proves who it is.
     pub auth: DeviceAuth,
+    /// DPS: a JSON file sent with the registration.
+    pub dps_payload: Option<PathBuf>,
+    /// When to provision again.
+    pub reprovisioning: ReprovisionMode,
 }
 
 impl Provisioning {
-    /// Why this build cannot boot with these settings, if it cannot: X.509 and DPS load and
-    /// validate, but need the cloud interface that a later version adds.
-    pub fn unsupported(&self) -> Option<String> {
-        match &self.auth {
-            DeviceAuth::Dps { .. } => Some(
-                "provisioning source dps is not supported by this build yet; use source = \"manual\" \
-                 or \"local\" until it is"
-                    .into(),
-            ),
-            DeviceAuth::X509 { .. } => Some(
-                "provisioning with an X.509 identity certificate (method = \"x509\") is not \
-                 supported by this build yet; use method = \"sas\" or a connection string until it is"
-                    .into(),
-            ),
-            DeviceAuth::SharedKey | DeviceAuth::SasKey(_) => None,
-        }
+    /// Whether the device has a hub (manual with a hub, or DPS), rather than standing alone.
+    pub fn has_hub(&self) -> bool {
+        self.source != ProvisioningSource::Local
     }
 }
 

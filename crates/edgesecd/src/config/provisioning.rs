@@ -1,8 +1,7 @@
 //! The `[provisioning]` variants beyond `local` and a manual connection string: manual SAS with
 //! the key in keyd (or in a file imported at boot), manual X.509, and DPS with a symmetric
-//! key, X.509 or TPM attestation. X.509 and DPS load and validate (so `edgesec config import`
-//! output can be checked) but the daemon refuses to boot with them until the cloud interface
-//! exists: see [`super::Provisioning::unsupported`].
+//! key (individual or group enrollment), X.509 or TPM attestation. The cloud side of each is
+//! in [`crate::cloud`].
 //!
 //! ```toml
 //! [provisioning]
@@ -14,11 +13,15 @@
 //! device_id_pk = "keyd:edgesec/device-key"   # sas: a key id in keyd, or a file (base64 key)
 //! # identity_cert = "/etc/edgesec/device-id.pem"  identity_pk = "keyd:edgesec/device-id"  (x509)
 //!
-//! # source = "dps": global_endpoint, id_scope, then
+//! # source = "dps": global_endpoint, id_scope, an optional payload, then
+//! # payload = { uri = "file:///etc/edgesec/dps-payload.json" }   # JSON sent with the registration
 //! [provisioning.attestation]
 //! method = "symmetric_key"                # or "x509" or "tpm"
-//! registration_id = "line3"
-//! symmetric_key = "keyd:edgesec/dps-key"  # symmetric_key; x509 takes identity_cert/identity_pk
+//! registration_id = "line3"               # required for symmetric_key and tpm; x509: the cert's CN
+//! symmetric_key = "keyd:edgesec/dps-key"  # an individual enrollment's key, or instead
+//! # enrollment_group_key = "keyd:edgesec/dps-group-key"  # a group's key: the device key is
+//! #                                        # HMAC-SHA256(group key, registration_id), made in keyd
+//! # x509 takes identity_cert/identity_pk as manual x509 does
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -52,7 +55,10 @@ pub enum DeviceAuth {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DpsAttestation {
+    /// An individual enrollment's key.
     SymmetricKey(KeySource),
+    /// An enrollment group's key; keyd derives the device key from it over the registration id.
+    GroupKey(KeySource),
     X509 {
         identity_cert: PathBuf,
         identity_pk: KeySource,
@@ -81,6 +87,8 @@ pub(super) struct RawAuth {
     #[serde(default)]
     symmetric_key: Option<KeySource>,
     #[serde(default)]
+    enrollment_group_key: Option<KeySource>,
+    #[serde(default)]
     identity_cert: Option<PathBuf>,
     #[serde(default)]
     identity_pk: Option<KeySource>,
@@ -99,6 +107,7 @@ impl RawAuth {
             ("registration_id", self.registration_id.is_some()),
             ("device_id_pk", self.device_id_pk.is_some()),
             ("symmetric_key", self.symmetric_key.is_some()),
+            ("enrollment_group_key", self.enrollment_group_key.is_some()),
             ("identity_cert", self.identity_cert.is_some()),
             ("identity_pk", self.identity_pk.is_some()),
         ] {
@@ -177,15 +186,29 @@ impl RawAuth {
             || ConfigError::invalid(file, &format!("{t}.registration_id"), "required");
         let attestation = match self.method {
             Method::SymmetricKey => {
-                self.only(file, t, &["registration_id", "symmetric_key"])?;
-                let k = self.symmetric_key.ok_or_else(|| {
-                    ConfigError::invalid(
-                        file,
-                        &format!("{t}.symmetric_key"),
-                        "required with method = \"symmetric_key\"",
-                    )
-                })?;
-                DpsAttestation::SymmetricKey(resolve_key(file, k))
+                self.only(
+                    file,
+                    t,
+                    &["registration_id", "symmetric_key", "enrollment_group_key"],
+                )?;
+                match (self.symmetric_key, self.enrollment_group_key) {
+                    (Some(k), None) => DpsAttestation::SymmetricKey(resolve_key(file, k)),
+                    (None, Some(k)) => DpsAttestation::GroupKey(resolve_key(file, k)),
+                    (Some(_), Some(_)) => {
+                        return Err(ConfigError::invalid(
+                            file,
+                            &format!("{t}.enrollment_group_key"),
+                            "give symmetric_key (individual enrollment) or enrollment_group_key (group enrollment), not both",
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(ConfigError::invalid(
+                            file,
+                            &format!("{t}.symmetric_key"),
+                            "required with method = \"symmetric_key\" (or enrollment_group_key for a group enrollment)",
+                        ));
+                    }
+                }
             }
             Method::X509 => {
                 self.only(
@@ -211,7 +234,7 @@ impl RawAuth {
                 ));
             }
         };
-        if matches!(attestation, DpsAttestation::SymmetricKey(_)) && reg.is_none() {
+        if !matches!(attestation, DpsAttestation::X509 { .. }) && reg.is_none() {
             return Err(reg_required());
         }
         Ok((reg, attestation))
@@ -268,6 +291,31 @@ pub(super) struct RawProvisioning {
     authentication: Option<RawAuth>,
     #[serde(default)]
     attestation: Option<RawAuth>,
+    /// DPS: `{ uri = "file:///...json" }`, sent with the registration.
+    #[serde(default)]
+    payload: Option<RawPayload>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPayload {
+    uri: String,
+}
+
+impl RawPayload {
+    fn path(&self, file: &Path) -> Result<PathBuf, ConfigError> {
+        let bad =
+            |why: &str| ConfigError::invalid(file, "provisioning.payload.uri", why.to_owned());
+        match self.uri.strip_prefix("file://") {
+            Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
+            Some(_) => Err(bad("a file URI needs an absolute path (file:///...)")),
+            None if self.uri.contains("://") => {
+                Err(bad("only file:// URIs and paths are supported"))
+            }
+            None if self.uri.is_empty() => Err(bad("empty")),
+            None => Ok(resolve(file, Path::new(&self.uri))),
+        }
+    }
 }
 
 impl RawProvisioning {
@@ -282,6 +330,7 @@ impl RawProvisioning {
                 "id_scope" => self.id_scope.is_some(),
                 "authentication" => self.authentication.is_some(),
                 "attestation" => self.attestation.is_some(),
+                "payload" => self.payload.is_some(),
                 _ => false,
             };
             if set {
@@ -305,7 +354,7 @@ impl RawProvisioning {
                 format!("required for source = \"{source}\""),
             )
         };
-        let dps_keys = ["global_endpoint", "id_scope", "attestation"];
+        let dps_keys = ["global_endpoint", "id_scope", "attestation", "payload"];
         let p = match self.source {
             ProvisioningSource::Local => {
                 self.refuse(file, &["connection_string", "authentication"])?;
@@ -320,6 +369,8 @@ impl RawProvisioning {
                     device_id,
                     shared_access_key: None,
                     auth: DeviceAuth::SharedKey,
+                    dps_payload: None,
+                    reprovisioning: Default::default(),
                 }
             }
             ProvisioningSource::Manual if self.connection_string.is_some() => {
@@ -343,6 +394,8 @@ impl RawProvisioning {
                     iothub_hostname: host,
                     shared_access_key: Some(key.into()),
                     auth: DeviceAuth::SharedKey,
+                    dps_payload: None,
+                    reprovisioning: Default::default(),
                 }
             }
             ProvisioningSource::Manual => {
@@ -367,6 +420,8 @@ impl RawProvisioning {
                     iothub_hostname: hub,
                     shared_access_key: None,
                     auth: auth.manual(file)?,
+                    dps_payload: None,
+                    reprovisioning: Default::default(),
                 }
             }
             ProvisioningSource::Dps => {
@@ -388,6 +443,7 @@ impl RawProvisioning {
                     .attestation
                     .ok_or_else(|| required("attestation", "dps"))?;
                 let (registration_id, attestation) = att.dps(file)?;
+                let dps_payload = self.payload.as_ref().map(|p| p.path(file)).transpose()?;
                 if let Some(r) = &registration_id {
                     check_device_id(file, r).map_err(|_| {
                         ConfigError::invalid(
@@ -409,6 +465,8 @@ impl RawProvisioning {
                         registration_id,
                         attestation,
                     },
+                    dps_payload,
+                    reprovisioning: Default::default(),
                 }
             }
         };

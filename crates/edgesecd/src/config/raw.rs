@@ -38,6 +38,14 @@ pub(super) struct RawConfig {
     allow_elevated_docker_permissions: Option<bool>,
     #[serde(default)]
     moby_runtime: Option<super::moby::RawMoby>,
+    #[serde(default)]
+    auto_reprovisioning_mode: Option<String>,
+    #[serde(default)]
+    cloud_timeout_sec: Option<u64>,
+    #[serde(default)]
+    cloud_retries: Option<u32>,
+    #[serde(default)]
+    cloud: super::cloud::RawCloud,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,7 +217,17 @@ fn system_hostname() -> String {
 impl RawConfig {
     pub(super) fn validate(self, file: &Path) -> Result<Config, ConfigError> {
         let state_dir = resolve(file, &self.state_dir);
-        let provisioning = self.provisioning.validate(file)?;
+        let mut provisioning = self.provisioning.validate(file)?;
+        let (reprovisioning, cloud) = super::cloud::validate(
+            file,
+            super::cloud::TopLevel {
+                auto_reprovisioning_mode: self.auto_reprovisioning_mode,
+                cloud_timeout_sec: self.cloud_timeout_sec,
+                cloud_retries: self.cloud_retries,
+            },
+            self.cloud,
+        )?;
+        provisioning.reprovisioning = reprovisioning;
 
         let hostname = self.hostname.unwrap_or_else(system_hostname);
         if hostname.is_empty()
@@ -369,6 +387,7 @@ impl RawConfig {
                 image_pull_policy: a.image_pull_policy,
             },
             moby,
+            cloud,
             watchdog: WatchdogConfig {
                 interval: Duration::from_secs(w.interval_secs),
                 max_backoff: Duration::from_secs(w.max_backoff_secs),

@@ -151,7 +151,7 @@ fn manual_sas_x509_and_dps_load() {
     assert!(
         matches!(&c.provisioning.auth, DeviceAuth::SasKey(edgesec_pki::config::KeySource::KeyStore(id)) if id.as_str() == "edgesec/device-key")
     );
-    assert_eq!(c.provisioning.unsupported(), None);
+    assert!(c.provisioning.has_hub());
 
     let c = parse(&format!(
         "{BASE}[provisioning]\nsource = \"manual\"\niothub_hostname = \"h\"\ndevice_id = \"d1\"\n\
@@ -165,7 +165,6 @@ fn manual_sas_x509_and_dps_load() {
             identity_pk: edgesec_pki::config::KeySource::File("/k.pem".into()),
         }
     );
-    assert!(c.provisioning.unsupported().unwrap().contains("X.509"));
 
     for (att, want) in [
         (
@@ -196,10 +195,10 @@ fn manual_sas_x509_and_dps_load() {
             format!("{attestation:?}").to_lowercase().starts_with(want),
             "{attestation:?}"
         );
-        assert_eq!(
-            c.provisioning.unsupported().unwrap(),
-            "provisioning source dps is not supported by this build yet; use source = \"manual\" or \"local\" until it is"
-        );
+        assert_eq!(c.provisioning.reprovisioning, ReprovisionMode::OnError);
+        assert_eq!(c.cloud.timeout, Duration::from_secs(70));
+        assert_eq!(c.cloud.retries, 1);
+        assert_eq!(c.cloud.dps_poll_interval, Duration::from_secs(5));
     }
 }
 
@@ -267,4 +266,144 @@ fn mixed_provisioning_variants_name_the_key() {
         let e = parse(&text).unwrap_err();
         assert!(e.contains(needle), "{text:?}: {e}");
     }
+}
+
+#[test]
+fn a_dps_config_with_cloud_settings_loads() {
+    let c = parse(include_str!("../../tests/fixtures/dps-cloud.toml")).unwrap();
+    let DeviceAuth::Dps {
+        global_endpoint,
+        registration_id,
+        attestation,
+        ..
+    } = &c.provisioning.auth
+    else {
+        panic!("{:?}", c.provisioning.auth);
+    };
+    assert_eq!(
+        global_endpoint,
+        "https://global.azure-devices-provisioning.net"
+    );
+    assert_eq!(registration_id.as_deref(), Some("line3-gateway"));
+    assert!(
+        matches!(attestation, DpsAttestation::GroupKey(edgesec_pki::config::KeySource::KeyStore(id)) if id.as_str() == "edgesec/dps-group-key"),
+        "{attestation:?}"
+    );
+    assert_eq!(
+        c.provisioning.dps_payload.as_deref(),
+        Some(Path::new("/etc/edgesec/dps-payload.json"))
+    );
+    assert_eq!(c.provisioning.reprovisioning, ReprovisionMode::Dynamic);
+    assert_eq!(
+        c.cloud,
+        CloudSettings {
+            trusted_ca_certs: vec![
+                "/etc/edgesec/plant-proxy-ca.pem".into(),
+                "/abs/ca.pem".into()
+            ],
+            proxy: Some("http://proxy.plant.lan:3128".into()),
+            timeout: Duration::from_secs(30),
+            retries: 4,
+            retry_base_delay: Duration::from_millis(500),
+            dps_poll_interval: Duration::from_secs(2),
+        }
+    );
+}
+
+#[test]
+fn reprovisioning_modes_take_both_spellings() {
+    for (text, want) in [
+        ("on-error", ReprovisionMode::OnError),
+        ("OnErrorOnly", ReprovisionMode::OnError),
+        ("always-on-startup", ReprovisionMode::AlwaysOnStartup),
+        ("AlwaysOnStartup", ReprovisionMode::AlwaysOnStartup),
+        ("dynamic", ReprovisionMode::Dynamic),
+        ("Dynamic", ReprovisionMode::Dynamic),
+    ] {
+        let c = parse(&format!(
+            "auto_reprovisioning_mode = \"{text}\"\n{BASE}[provisioning]\nsource = \"local\"\ndevice_id = \"d\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.provisioning.reprovisioning, want, "{text}");
+    }
+}
+
+#[test]
+fn bad_cloud_settings_name_the_key() {
+    let local = "[provisioning]\nsource = \"local\"\ndevice_id = \"d\"\n";
+    let dps =
+        "[provisioning]\nsource = \"dps\"\nglobal_endpoint = \"https://g\"\nid_scope = \"0ne1\"\n";
+    for (text, needle) in [
+        (
+            format!("auto_reprovisioning_mode = \"sometimes\"\n{BASE}{local}"),
+            "key `auto_reprovisioning_mode`",
+        ),
+        (
+            format!("cloud_timeout_sec = 0\n{BASE}{local}"),
+            "key `cloud_timeout_sec`",
+        ),
+        (
+            format!("cloud_retries = 100\n{BASE}{local}"),
+            "key `cloud_retries`",
+        ),
+        (
+            format!("{BASE}{local}[cloud]\nproxy = \"socks5://p:1\"\n"),
+            "key `cloud.proxy`",
+        ),
+        (
+            format!("{BASE}{local}[cloud]\ndps_poll_interval_secs = 0\n"),
+            "key `cloud.dps_poll_interval_secs`",
+        ),
+        (
+            format!("{BASE}{local}[cloud]\nproxyy = \"http://p:1\"\n"),
+            "unknown field `proxyy`",
+        ),
+        (
+            format!(
+                "{BASE}{dps}payload = {{ uri = \"https://x/p.json\" }}\n[provisioning.attestation]\nmethod = \"tpm\"\nregistration_id = \"r\"\n"
+            ),
+            "key `provisioning.payload.uri`",
+        ),
+        (
+            format!("{BASE}{local}payload = {{ uri = \"/p.json\" }}\n"),
+            "key `provisioning.payload`: not used",
+        ),
+        (
+            format!(
+                "{BASE}{dps}[provisioning.attestation]\nmethod = \"symmetric_key\"\nregistration_id = \"r\"\nsymmetric_key = \"keyd:a\"\nenrollment_group_key = \"keyd:b\"\n"
+            ),
+            "key `provisioning.attestation.enrollment_group_key`: give symmetric_key",
+        ),
+        (
+            format!("{BASE}{dps}[provisioning.attestation]\nmethod = \"tpm\"\n"),
+            "key `provisioning.attestation.registration_id`: required",
+        ),
+        (
+            format!(
+                "{BASE}{dps}[provisioning.attestation]\nmethod = \"x509\"\nidentity_cert = \"c\"\nidentity_pk = \"k\"\nenrollment_group_key = \"keyd:b\"\n"
+            ),
+            "key `provisioning.attestation.enrollment_group_key`: not used",
+        ),
+    ] {
+        let e = parse(&text).unwrap_err();
+        assert!(e.contains(needle), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn the_dps_example_loads() {
+    let c = parse(include_str!("../../../../examples/dps/config.toml")).unwrap();
+    assert_eq!(c.provisioning.source, ProvisioningSource::Dps);
+    assert_eq!(
+        c.provisioning.auth,
+        DeviceAuth::Dps {
+            global_endpoint: "https://global.azure-devices-provisioning.net".into(),
+            id_scope: "0ne00AB12CD".into(),
+            registration_id: Some("line3-gateway".into()),
+            attestation: DpsAttestation::SymmetricKey(edgesec_pki::config::KeySource::File(
+                "/etc/edgesec/dps-key".into()
+            )),
+        }
+    );
+    assert_eq!(c.cloud.retries, 2);
 }

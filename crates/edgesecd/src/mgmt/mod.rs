@@ -1,7 +1,8 @@
 //! The management API (IoT Edge compatible, api-versions 2018-06-28 to 2022-08-03).
 //!
-//! Who may call what: changes to modules and identities, and reprovisioning, only the attested
-//! agent; reads, start/stop/restart and logs also admins (uids or a group from config).
+//! Who may call what: changes to modules and identities only the attested agent; reads,
+//! start/stop/restart, logs and reprovisioning (`edgesec system reprovision`) also admins
+//! (uids or a group from config).
 //! Everyone else gets 403 `{"message":"forbidden"}`. Every decision is audited.
 
 pub(crate) mod attestation;
@@ -66,8 +67,7 @@ impl Route {
             | Route::PrepareUpdate(_)
             | Route::CreateIdentity
             | Route::UpdateIdentity(_)
-            | Route::DeleteIdentity(_)
-            | Route::Reprovision => Access::Agent,
+            | Route::DeleteIdentity(_) => Access::Agent,
             Route::Quote => Access::Admin,
             _ => Access::Reader,
         }

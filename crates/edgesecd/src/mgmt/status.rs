@@ -21,20 +21,49 @@ pub async fn status(d: &Daemon) -> Result<Response, ApiError> {
             _ => modules.stopped += 1,
         }
     }
-    let p = &d.config.provisioning;
+    let device = device(d).await;
     let status = DaemonStatus {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_secs: d.started.elapsed().as_secs(),
         key_store: key_store(d).await,
-        device: DeviceStatus {
-            id: p.device_id.clone(),
-            hub: p.iothub_hostname.clone(),
-            source: format!("{:?}", p.source).to_lowercase(),
-        },
+        device,
         ca: ca(d),
         modules,
     };
     Ok(json_response(StatusCode::OK, &status))
+}
+
+/// The device as provisioned: from the cloud state for a hub-connected device.
+async fn device(d: &Daemon) -> DeviceStatus {
+    let p = &d.config.provisioning;
+    let Some(cloud) = &d.cloud else {
+        return DeviceStatus {
+            id: p.device_id.clone(),
+            hub: p.iothub_hostname.clone(),
+            source: format!("{:?}", p.source).to_lowercase(),
+            credential: None,
+            registration_id: None,
+            provisioned_at: None,
+            from_cache: false,
+            reprovisioning: None,
+        };
+    };
+    let s = cloud.state();
+    DeviceStatus {
+        id: s.device_id,
+        hub: s.hub,
+        source: s.source.into(),
+        credential: Some(s.credential.into()),
+        registration_id: s.registration_id,
+        provisioned_at: s.provisioned_at.map(|t| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+            )
+            .to_string()
+        }),
+        from_cache: s.from_cache,
+        reprovisioning: Some(cloud.mode().as_str().into()),
+    }
 }
 
 async fn key_store(d: &Daemon) -> KeyStoreStatus {

@@ -52,10 +52,7 @@ pub fn info(d: &Daemon) -> Result<Response, ApiError> {
         other => other.to_owned(),
     };
     let mut additional = BTreeMap::new();
-    additional.insert(
-        "device_id".into(),
-        serde_json::json!(d.config.provisioning.device_id),
-    );
+    additional.insert("device_id".into(), serde_json::json!(d.hub_and_device().1));
     additional.insert("module_runtime".into(), serde_json::json!("process"));
     let info = SystemInfo {
         os_type: sysname,
@@ -72,8 +69,10 @@ pub fn info(d: &Daemon) -> Result<Response, ApiError> {
         virtualized: "unknown".into(),
         provisioning: ProvisioningInfo {
             source: format!("{:?}", d.config.provisioning.source).to_lowercase(),
-            dynamic_reprovisioning: false,
-            always_reprovision_on_startup: false,
+            dynamic_reprovisioning: d.config.provisioning.reprovisioning
+                == crate::config::ReprovisionMode::Dynamic,
+            always_reprovision_on_startup: d.config.provisioning.reprovisioning
+                == crate::config::ReprovisionMode::AlwaysOnStartup,
         },
         additional,
     };

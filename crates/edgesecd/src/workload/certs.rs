@@ -58,8 +58,8 @@ pub async fn server(d: &Daemon, module: &str, req: &Request) -> Result<Response,
 }
 
 pub async fn identity(d: &Daemon, module: &str) -> Result<Response, ApiError> {
-    let p = &d.config.provisioning;
-    let uri = edgesec_pki::module_identity_uri(&p.iothub_hostname, &p.device_id, module);
+    let (hub, device) = d.hub_and_device();
+    let uri = edgesec_pki::module_identity_uri(&hub, &device, module);
     let module = module.to_owned();
     issue(d, move |ca| ca.issue_identity_cert(&module, &uri)).await
 }
