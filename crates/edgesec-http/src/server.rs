@@ -113,11 +113,23 @@ impl<H: Handler> Acceptor<H> {
             }
         };
         let Some(slot) = self.counter.try_acquire(caller.uid) else {
-            warn!(
-                uid = caller.uid,
-                pid = caller.pid,
-                "too many connections for this user; refusing connection"
-            );
+            // At most one line a second, however fast connections are refused.
+            static REFUSED: AtomicU64 = AtomicU64::new(0);
+            static LAST_WARNED: std::sync::Mutex<Option<std::time::Instant>> =
+                std::sync::Mutex::new(None);
+            let refused = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut last = LAST_WARNED.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+                *last = Some(std::time::Instant::now());
+                REFUSED.store(0, Ordering::Relaxed);
+                warn!(
+                    uid = caller.uid,
+                    pid = caller.pid,
+                    refused,
+                    "too many connections for this user; refusing connections"
+                );
+            }
+            drop(last);
             match Arc::clone(&self.refusals).try_acquire_owned() {
                 Ok(permit) => {
                     tasks.spawn(async move {

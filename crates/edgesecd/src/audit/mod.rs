@@ -1,6 +1,10 @@
 //! The audit log: one JSON line per authorization decision. Lines go through a bounded channel
 //! to a writer thread, so a request never waits on the disk; if the channel is full the record is
-//! counted as dropped and the count is written with the next record that fits.
+//! counted as dropped and the count is written with the next record that fits. Each caller's
+//! decisions of one kind have a budget per second (see `limit.rs`): past it they are counted and
+//! summed in one line, so a flood cannot fill the disk or rotate earlier records away.
+
+mod limit;
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -32,7 +36,11 @@ pub struct AuditRecord<'a> {
 pub struct AuditLog {
     tx: mpsc::SyncSender<String>,
     dropped: Arc<AtomicU64>,
+    limiter: Arc<limit::Limiter>,
 }
+
+/// The longest route written as it was asked; longer ones are cut (the caller chose them).
+const MAX_ROUTE_BYTES: usize = 256;
 
 const QUEUE: usize = 4096;
 /// How long the writer lets lines gather after a write. A line that arrives while the writer
@@ -116,14 +124,24 @@ impl AuditLog {
             pending: Vec::new(),
         };
         let (tx, rx) = mpsc::sync_channel::<String>(QUEUE);
+        let limiter = Arc::new(limit::Limiter::default());
+        let counts = Arc::clone(&limiter);
         std::thread::Builder::new()
             .name("edgesec-audit".into())
             .spawn(move || {
-                while let Ok(line) = rx.recv() {
-                    w.push(&line);
+                loop {
+                    match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                        Ok(line) => w.push(&line),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                     // batch whatever else is queued into one write
                     while let Ok(more) = rx.try_recv() {
                         w.push(&more);
+                    }
+                    for s in counts.take_ended(std::time::Instant::now()) {
+                        tracing::warn!(socket = s.kind.socket, uid = s.kind.uid, decision = s.kind.decision, reason = ?s.kind.reason, suppressed = s.suppressed, "more decisions of this kind than the audit budget; counted, not written one by one");
+                        w.push(&summary_line(&s));
                     }
                     w.flush();
                     // Collect lines for a moment before waiting again: a sender wakes this
@@ -131,10 +149,12 @@ impl AuditLog {
                     // (and its context switches) per batch instead of paying one each.
                     std::thread::sleep(BATCH_PAUSE);
                 }
+                w.flush();
             })?;
         Ok(AuditLog {
             tx,
             dropped: Arc::default(),
+            limiter,
         })
     }
 
@@ -147,6 +167,21 @@ impl AuditLog {
             #[serde(skip_serializing_if = "Option::is_none")]
             dropped_before: Option<u64>,
         }
+        let kind = limit::Kind {
+            socket: r.socket.to_owned(),
+            uid: r.uid,
+            module: r.module.map(str::to_owned),
+            decision: r.decision.to_owned(),
+            reason: r.reason.map(str::to_owned),
+        };
+        if self.limiter.check(&kind, std::time::Instant::now()) == limit::Verdict::Suppress {
+            return;
+        }
+        let route = limit::clip(r.route, MAX_ROUTE_BYTES);
+        let r = &AuditRecord {
+            route: &route,
+            ..*r
+        };
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         let line = Line {
             time: crate::time::now_rfc3339(),
@@ -162,6 +197,23 @@ impl AuditLog {
             tracing::warn!(socket = r.socket, pid = ?r.pid, uid = r.uid, route = r.route, reason = ?r.reason, "request denied");
         }
     }
+}
+
+/// The line that stands for a window's suppressed decisions.
+fn summary_line(s: &limit::Suppressed) -> String {
+    #[derive(Serialize)]
+    struct Summary<'a> {
+        time: String,
+        #[serde(flatten)]
+        counted: &'a limit::Suppressed,
+    }
+    let mut text = serde_json::to_string(&Summary {
+        time: crate::time::now_rfc3339(),
+        counted: s,
+    })
+    .expect("serializable");
+    text.push('\n');
+    text
 }
 
 #[cfg(test)]
