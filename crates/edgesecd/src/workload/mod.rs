@@ -126,12 +126,15 @@ impl WorkloadApi {
     async fn dispatch(&self, route: Route, req: &Request) -> Result<Response, ApiError> {
         let d = &self.daemon;
         match route {
-            Route::ListModules => Ok(json_response(
-                StatusCode::OK,
-                &ModuleList {
-                    modules: d.list_modules().await,
-                },
-            )),
+            // Open to every local user, as in IoT Edge; module environments often hold
+            // credentials, so they are left out here (the management API has them).
+            Route::ListModules => {
+                let mut modules = d.list_modules().await;
+                for m in &mut modules {
+                    m.config.env.clear();
+                }
+                Ok(json_response(StatusCode::OK, &ModuleList { modules }))
+            }
             Route::TrustBundle => {
                 // The bundle is kept in memory: a clone, nothing that blocks.
                 let pem = d.ca.trust_bundle_pem().map_err(|e| {

@@ -1,8 +1,9 @@
-//! A flood of refused requests from a process that is not a module (any local user can reach
-//! the shared workload socket): every request is still refused, but the audit log keeps a
-//! budget of lines per caller and second and sums the rest in one line, routes are cut to a
-//! bounded length, and the daemon's own log does not grow with every request. Without this a
-//! few seconds of flooding rotated every earlier record out of the audit log.
+//! What a process that is not a module (any local user can reach the shared workload socket)
+//! gets. A flood of refused requests is still refused, but the audit log keeps a budget of
+//! lines per caller and second and sums the rest in one line, routes are cut to a bounded
+//! length, and the daemon's own log does not grow with every request (before, a few seconds of
+//! flooding rotated every earlier record out of the audit log). The open module list leaves
+//! out the modules' environments, which often hold credentials.
 
 mod common;
 
@@ -84,4 +85,35 @@ fn a_flood_of_refused_requests_cannot_push_earlier_records_out_of_the_audit_log(
 fn edge_uid() -> i64 {
     // SAFETY: getuid has no preconditions.
     i64::from(unsafe { libc::getuid() })
+}
+
+#[test]
+fn the_open_module_list_leaves_out_environments() {
+    let d = r#""secretive": { "type": "process", "restartPolicy": "always", "startupOrder": 1,
+        "env": { "SECRET_TOKEN": { "value": "hunter2" } },
+        "settings": { "command": "/bin/sleep", "args": ["600"] } }"#;
+    let edge = Edge::quickstart(&deployment(&[d.to_owned()]));
+    edge.wait_status("secretive", "running");
+    let (code, body) = edge.mgmt("GET", &format!("/modules?{V}"), None);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("hunter2"),
+        "the management API shows it to admins: {body}"
+    );
+
+    let client = UdsClient::new(edge.path("run/workload.sock"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, body) = rt
+        .block_on(client.request(Method::GET, &format!("/modules?{V}"), NO_BODY))
+        .unwrap();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert!(body.contains("secretive"), "{body}");
+    assert!(
+        !body.contains("hunter2") && !body.contains("SECRET_TOKEN"),
+        "{body}"
+    );
 }
