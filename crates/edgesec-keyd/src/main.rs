@@ -39,6 +39,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("TSS2_LOG").is_none() {
+        // libtss2 prints its own ERROR lines for answers keyd expects (a persistent key not
+        // there yet on first start) and handles; keyd reports TPM errors itself, in words.
+        // SAFETY: nothing else runs yet: no thread has been started that could read the
+        // environment concurrently.
+        unsafe { std::env::set_var("TSS2_LOG", "all+none") };
+    }
     let args = Args::parse();
     edgesec_config::init_logging(true);
     let config = match Config::load(&args.config) {

@@ -87,9 +87,11 @@ impl Measurements {
         )?;
         let cfg = edgesec_attest::measure_file(&config.file)
             .map_err(|e| format!("cannot measure {}: {e}", config.file.display()))?;
+        // The absolute path, as the executable's: the same file reads the same from any cwd.
+        let cfg_name = std::fs::canonicalize(&config.file).unwrap_or_else(|_| config.file.clone());
         m.record(
             "keyd-config",
-            &config.file.display().to_string(),
+            &cfg_name.display().to_string(),
             &cfg.to_string(),
             EventSource::Keyd,
             None,

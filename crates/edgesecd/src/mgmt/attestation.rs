@@ -43,8 +43,10 @@ pub async fn report_boot(keyd: &edgesec_keyd::client::KeydClient, config: &crate
         ("daemon-config", &config.file),
         ("agent", &config.agent.command),
     ] {
+        // Absolute, so the log names the same file whatever the daemon's working directory.
+        let name = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
         match edgesec_attest::measure_file(path) {
-            Ok(m) => report(keyd, kind, &path.display().to_string(), &m.to_string()).await,
+            Ok(m) => report(keyd, kind, &name.display().to_string(), &m.to_string()).await,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot measure for the event log")
             }
