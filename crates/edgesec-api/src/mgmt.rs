@@ -200,6 +200,9 @@ pub struct KeyStoreStatus {
     /// `symmetric:hmac-sha256`, `derive`, `aead`, `import`, ...
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// For a routed store, each part and the key ids it holds: `tpm (hardware-backed): *`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
     /// Why keyd could not be asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

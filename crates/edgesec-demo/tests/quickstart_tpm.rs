@@ -127,6 +127,18 @@ fn the_quickstart_runs_on_a_tpm_and_its_quote_verifies() {
         "{soft_keys:?}"
     );
 
+    // The operator sees where the keys are.
+    let out = edgesec(&bins, dir, &["system", "status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let status = text(&out);
+    for part in [
+        "routed (some keys hardware-backed)",
+        "tpm (hardware-backed): *",
+        "soft (software): keyd/*",
+    ] {
+        assert!(status.contains(part), "{part:?} not in {status}");
+    }
+
     // A quote of the device, a policy from it (this device is the golden one), and a verdict:
     // all through the real CLI.
     let out = edgesec(

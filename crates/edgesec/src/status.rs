@@ -44,10 +44,15 @@ pub fn render(s: &DaemonStatus, style: Style) -> String {
         (Some(b), _) => {
             let kind = if ks.hardware_backed {
                 "hardware-backed"
+            } else if ks.routes.iter().any(|r| r.contains("(hardware-backed)")) {
+                "some keys hardware-backed"
             } else {
                 "software"
             };
             line("Key store", format!("{b} ({kind})"));
+            for route in &ks.routes {
+                line("", format!("  {route}"));
+            }
             line("", ks.capabilities.join(", "));
         }
         (None, e) => line(

@@ -100,10 +100,23 @@ async fn key_store(d: &Daemon) -> KeyStoreStatus {
             list.push(flag.into());
         }
     }
+    let routes = caps
+        .backends
+        .iter()
+        .map(|part| {
+            let kind = if part.hardware_backed {
+                "hardware-backed"
+            } else {
+                "software"
+            };
+            format!("{} ({kind}): {}", part.backend, part.keys.join(", "))
+        })
+        .collect();
     KeyStoreStatus {
         backend: Some(caps.backend),
         hardware_backed: caps.hardware_backed,
         capabilities: list,
+        routes,
         error: None,
     }
 }
