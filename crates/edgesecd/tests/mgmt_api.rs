@@ -52,7 +52,8 @@ fn only_the_agent_may_change_modules_and_identities() {
     assert!(
         denied
             .iter()
-            .all(|r| r["status"] == 403 && r["reason"].is_string() && r["uid"] == 0)
+            .all(|r| r["status"] == 403 && r["reason"] == "not the agent" && r["uid"] == 0),
+        "{denied:?}"
     );
     // and nothing changed
     assert!(edge.status("intruder").is_none());

@@ -126,11 +126,15 @@ impl MgmtApi {
         if access != Access::Agent && self.is_admin(peer) {
             return (true, attested, "admin");
         }
+        // What the route needed comes first; an attestation failure says why the caller did
+        // not count as the agent.
         let why = match (access, attested.reason()) {
+            (Access::Agent, Some("not a process of any module") | None) => "not the agent",
+            (Access::Reader, Some("not a process of any module") | None) => {
+                "not the agent or an admin"
+            }
+            (Access::Admin, _) => "not an admin",
             (_, Some(reason)) => reason,
-            (Access::Agent, None) => "not the agent",
-            (Access::Reader, None) => "not the agent or an admin",
-            (Access::Admin, None) => "not an admin",
         };
         (false, attested, why)
     }
