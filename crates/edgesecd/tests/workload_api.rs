@@ -72,6 +72,22 @@ impl Setup {
         probe.wait_ready();
     }
 
+    /// The latest refusal in the audit log is `module`'s, for running another executable.
+    fn assert_last_denial_was_a_mismatch(&self, module: &str) {
+        let last = self
+            .edge
+            .audit()
+            .into_iter()
+            .rev()
+            .find(|r| r["decision"] == "deny")
+            .unwrap();
+        assert_eq!(
+            (last["module"].as_str(), last["reason"].as_str()),
+            (Some(module), Some("measurement mismatch")),
+            "{last}"
+        );
+    }
+
     fn genid(&self, module: &str) -> String {
         let (_, body) = self.edge.mgmt("GET", &format!("/identities?{V}"), None);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -107,6 +123,21 @@ impl Setup {
                 .to_vec()
         })
     }
+}
+
+/// A private copy of the interpreter in `dir` (so it can be swapped or told apart by its
+/// measurement), and the PYTHONHOME it needs.
+fn python_copy(dir: &Path) -> (PathBuf, String) {
+    let exe = dir.join("python-copy");
+    std::fs::copy(python(), &exe).unwrap();
+    let home = std::process::Command::new(python())
+        .args(["-c", "import sys;print(sys.base_prefix)"])
+        .output()
+        .unwrap();
+    (
+        exe,
+        String::from_utf8(home.stdout).unwrap().trim().to_owned(),
+    )
 }
 
 fn sign_body(data: &[u8]) -> String {
@@ -401,13 +432,7 @@ fn a_module_whose_executable_was_replaced_is_refused() {
     let s = Setup::new();
     // mod-c runs its own copy of the interpreter, which we can swap behind edgesecd's back
     let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("python-copy");
-    std::fs::copy(python(), &exe).unwrap();
-    let home = std::process::Command::new(python())
-        .args(["-c", "import sys;print(sys.base_prefix)"])
-        .output()
-        .unwrap();
-    let home = String::from_utf8(home.stdout).unwrap().trim().to_owned();
+    let (exe, home) = python_copy(dir.path());
     let c = Probe::new_box();
     s.add("mod-c", &exe, &c, &[("PYTHONHOME", &home)]);
     let g = s.genid("mod-c");
@@ -434,18 +459,7 @@ fn a_module_whose_executable_was_replaced_is_refused() {
     c.wait_ready();
     let (code, body) = c.call(&s.shared(), "POST", &sign, Some(&sign_body(b"x")));
     assert_eq!((code, message(&body).as_str()), (403, "forbidden"));
-    let last = s
-        .edge
-        .audit()
-        .into_iter()
-        .rev()
-        .find(|r| r["decision"] == "deny")
-        .unwrap();
-    assert_eq!(
-        (last["module"].as_str(), last["reason"].as_str()),
-        (Some("mod-c"), Some("measurement mismatch")),
-        "{last}"
-    );
+    s.assert_last_denial_was_a_mismatch("mod-c");
 }
 
 #[test]
@@ -454,18 +468,12 @@ fn a_process_that_execs_another_executable_loses_its_identity_on_its_open_connec
     // mod-x runs a copy of the interpreter; `other` is a second copy, one byte longer, so a
     // working interpreter whose measurement differs
     let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("python-copy");
-    std::fs::copy(python(), &exe).unwrap();
+    let (exe, home) = python_copy(dir.path());
     let mut bytes = std::fs::read(&exe).unwrap();
     bytes.push(0);
     let other = dir.path().join("python-other");
     std::fs::write(&other, bytes).unwrap();
     std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let home = std::process::Command::new(python())
-        .args(["-c", "import sys;print(sys.base_prefix)"])
-        .output()
-        .unwrap();
-    let home = String::from_utf8(home.stdout).unwrap().trim().to_owned();
     let x = Probe::new_box();
     s.add("mod-x", &exe, &x, &[("PYTHONHOME", &home)]);
     let g = s.genid("mod-x");
@@ -487,18 +495,7 @@ fn a_process_that_execs_another_executable_loses_its_identity_on_its_open_connec
         "{}",
         s.edge.log()
     );
-    let last = s
-        .edge
-        .audit()
-        .into_iter()
-        .rev()
-        .find(|r| r["decision"] == "deny")
-        .unwrap();
-    assert_eq!(
-        (last["module"].as_str(), last["reason"].as_str()),
-        (Some("mod-x"), Some("measurement mismatch")),
-        "{last}"
-    );
+    s.assert_last_denial_was_a_mismatch("mod-x");
 }
 
 #[test]
