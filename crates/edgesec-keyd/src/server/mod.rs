@@ -30,6 +30,9 @@ pub struct KeyService {
     measure: Option<Arc<crate::measure::Measurements>>,
     /// The soft store's master key is sealed to the measurements' TPM.
     sealed: bool,
+    /// Some keys live in a token or TPM, where one operation takes milliseconds (or hangs
+    /// with the device): such calls hand their worker over while they run.
+    hardware: bool,
 }
 
 /// `/capabilities`: the store's, plus the sealed master key's state when there is one.
@@ -44,12 +47,15 @@ struct CapabilitiesOut {
 impl KeyService {
     pub fn new(store: Arc<dyn KeyStore>, principals: Principals) -> Result<Self, KeyError> {
         let handles = HandleCodec::new(store.clone())?;
+        let caps = store.capabilities();
+        let hardware = caps.hardware_backed || caps.backends.iter().any(|b| b.hardware_backed);
         Ok(KeyService {
             store,
             handles,
             principals,
             measure: None,
             sealed: false,
+            hardware,
         })
     }
 
@@ -94,24 +100,26 @@ impl KeyService {
         match (req.method(), segs.as_slice()) {
             (&Method::POST, ["keypair"]) => self.create_key_pair(uid, req).await,
             (&Method::GET, ["keypair", id @ ..]) if !id.is_empty() => {
-                self.load_key(uid, &id.join("/"), true)
+                self.may_block(|| self.load_key(uid, &id.join("/"), true))
             }
             (&Method::POST, ["key"]) => self.create_key(uid, req).await,
             (&Method::GET, ["key", id @ ..]) if !id.is_empty() => {
-                self.load_key(uid, &id.join("/"), false)
+                self.may_block(|| self.load_key(uid, &id.join("/"), false))
             }
             (&Method::POST, ["import"]) => self.import(uid, req).await,
             (&Method::POST, ["delete"]) => self.delete(uid, req).await,
             (&Method::GET, ["keys"]) => self.list(uid).await,
             (&Method::GET, ["capabilities"]) => self.capabilities().await,
-            (&Method::POST, ["publickey"]) => self.public_key(uid, req),
-            (&Method::POST, ["sign"]) => self.sign(uid, req),
-            (&Method::POST, ["verify"]) => self.verify(uid, req),
-            (&Method::POST, ["derive"]) => self.derive(uid, req),
-            (&Method::POST, ["derive", "export"]) => self.export(uid, req),
-            (&Method::POST, ["encrypt"]) => self.encrypt(uid, req),
-            (&Method::POST, ["decrypt"]) => self.decrypt(uid, req),
-            (&Method::POST, ["measurements"]) => self.report_measurement(peer, req),
+            (&Method::POST, ["publickey"]) => self.may_block(|| self.public_key(uid, req)),
+            (&Method::POST, ["sign"]) => self.may_block(|| self.sign(uid, req)),
+            (&Method::POST, ["verify"]) => self.may_block(|| self.verify(uid, req)),
+            (&Method::POST, ["derive"]) => self.may_block(|| self.derive(uid, req)),
+            (&Method::POST, ["derive", "export"]) => self.may_block(|| self.export(uid, req)),
+            (&Method::POST, ["encrypt"]) => self.may_block(|| self.encrypt(uid, req)),
+            (&Method::POST, ["decrypt"]) => self.may_block(|| self.decrypt(uid, req)),
+            (&Method::POST, ["measurements"]) => {
+                self.may_block(|| self.report_measurement(peer, req))
+            }
             (&Method::GET, ["measurements"]) => self.measurement_log(uid),
             (&Method::POST, ["attestation", "quote"]) => self.quote(uid, req).await,
             (&Method::GET, ["tpm", "keys"]) => self.tpm_public_keys(uid).await,
@@ -159,6 +167,19 @@ impl KeyService {
         })?;
         self.authorize(uid, key.base_id())?;
         Ok(key)
+    }
+
+    /// Runs a key operation in place or, when the store has hardware parts, with this worker
+    /// handed over to the runtime for the duration, so one slow token or TPM command does not
+    /// stall every other request (the soft store's microseconds stay inline).
+    fn may_block<T>(&self, f: impl FnOnce() -> T) -> T {
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if self.hardware && multi {
+            tokio::task::block_in_place(f)
+        } else {
+            f()
+        }
     }
 
     /// Runs a store call that may block (file I/O, key generation) off the async workers.

@@ -48,7 +48,11 @@ impl Swtpm {
             return None;
         }
         std::fs::create_dir_all(state).expect("swtpm state dir");
-        for _ in 0..20 {
+        let mut last_error = String::new();
+        for attempt in 0..20u64 {
+            // A little more patience each time: the state directory's lock of an instance that
+            // was just stopped, or a port another test took, needs a moment to clear.
+            std::thread::sleep(Duration::from_millis(25 * attempt));
             let Some(port) = free_port_pair() else {
                 continue;
             };
@@ -82,12 +86,17 @@ impl Swtpm {
                 if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
                     let _ = child.kill();
                     let _ = child.wait();
+                    let mut why = String::new();
+                    if let Some(mut err) = child.stderr.take() {
+                        let _ = std::io::Read::read_to_string(&mut err, &mut why);
+                    }
+                    last_error = why;
                     break; // a port was taken meanwhile: try others
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        panic!("swtpm did not start");
+        panic!("swtpm did not start: {last_error}");
     }
 
     /// The TCTI string for this instance.
