@@ -15,9 +15,10 @@ use crate::KeyPairAlgorithm;
 
 type TssResult<T> = Result<T, tss_esapi::Error>;
 
-/// The storage root key: an ECC P-256 restricted decryption primary (the TCG's SRK shape).
-pub(crate) fn storage_root() -> TssResult<Public> {
-    let attributes = ObjectAttributesBuilder::new()
+/// A storage key's attributes (the TCG's SRK shape): made in this TPM and never leaving it,
+/// restricted to decrypting (wrapping) its children.
+fn storage_key_attributes() -> TssResult<tss_esapi::attributes::ObjectAttributes> {
+    ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_sensitive_data_origin(true)
@@ -25,7 +26,12 @@ pub(crate) fn storage_root() -> TssResult<Public> {
         .with_no_da(true)
         .with_restricted(true)
         .with_decrypt(true)
-        .build()?;
+        .build()
+}
+
+/// The storage root key: an ECC P-256 restricted decryption primary (the TCG's SRK shape).
+pub(crate) fn storage_root() -> TssResult<Public> {
+    let attributes = storage_key_attributes()?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
@@ -55,15 +61,7 @@ pub(crate) fn endorsement_key() -> TssResult<Public> {
 /// decryption, AES-128-CFB). The service encrypts the import seed to it with RSA-OAEP, which an
 /// ECC key cannot take, so it stands beside the ECC storage root key.
 pub(crate) fn rsa_storage_key() -> TssResult<Public> {
-    let attributes = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
-        .with_no_da(true)
-        .with_restricted(true)
-        .with_decrypt(true)
-        .build()?;
+    let attributes = storage_key_attributes()?;
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Rsa)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
