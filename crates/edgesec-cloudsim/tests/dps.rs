@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use edgesec_cloudsim::{CloudSim, Enrollment, EnrollmentAttestation};
 use http::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -19,21 +19,15 @@ fn symmetric(registration_id: &str) -> Enrollment {
     )
 }
 
-fn register_body(registration_id: &str) -> Value {
-    json!({ "registrationId": registration_id })
-}
-
 /// Registers with `token` and returns the operation id of the 202.
 async fn register_ok(client: &Client, registration_id: &str, token: &str) -> String {
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path(registration_id),
+        .register(
+            registration_id,
             Some(token),
-            Some(&register_body(registration_id)),
+            &register_body(registration_id),
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     assert_eq!(reply.body["status"], "assigning");
     reply.body["operationId"]
@@ -131,15 +125,7 @@ async fn group_enrollment_accepts_the_derived_device_key_only() {
     // Signed with the group key itself: refused.
     let body = register_body("grp-dev");
     let wrong = dps_token("grp-dev", group_key);
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("grp-dev"),
-            Some(&wrong),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("grp-dev", Some(&wrong), &body).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
 
     let device_key = aws_lc_rs::hmac::sign(
@@ -166,14 +152,8 @@ async fn wrong_key_is_refused_with_a_dps_error() {
 
     let token = dps_token("dev-1", b"not-the-enrolled-key-at-all-0000");
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("dev-1"),
-            Some(&token),
-            Some(&register_body("dev-1")),
-        )
-        .await
-        .unwrap();
+        .register("dev-1", Some(&token), &register_body("dev-1"))
+        .await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.body["errorCode"], 401002);
     assert!(
@@ -204,15 +184,7 @@ async fn expired_token_missing_token_and_foreign_audience_are_refused() {
 
     let audience = format!("{SCOPE}/registrations/dev-1");
     let expired = sas_token(&audience, KEY, now() - 3600, Some("registration"));
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("dev-1"),
-            Some(&expired),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("dev-1", Some(&expired), &body).await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["message"].as_str().unwrap().contains("expired"),
@@ -222,15 +194,7 @@ async fn expired_token_missing_token_and_foreign_audience_are_refused() {
 
     // Same key, valid token, but for another registration.
     let other = dps_token("dev-2", KEY);
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("dev-1"),
-            Some(&other),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("dev-1", Some(&other), &body).await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["message"].as_str().unwrap().contains("audience"),
@@ -245,34 +209,15 @@ async fn expired_token_missing_token_and_foreign_audience_are_refused() {
         now() + 60,
         Some("registration"),
     );
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("dev-1"),
-            Some(&other_scope),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("dev-1", Some(&other_scope), &body).await;
     assert_eq!(reply.status, 401);
 
     // No skn.
     let no_skn = sas_token(&audience, KEY, now() + 60, None);
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("dev-1"),
-            Some(&no_skn),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("dev-1", Some(&no_skn), &body).await;
     assert_eq!(reply.status, 401);
 
-    let reply = client
-        .send(Method::PUT, &register_path("dev-1"), None, Some(&body))
-        .await
-        .unwrap();
+    let reply = client.register("dev-1", None, &body).await;
     assert_eq!(reply.status, 401);
 
     assert!(sim.registrations("dev-1").iter().all(|r| !r.accepted));
@@ -284,14 +229,8 @@ async fn unknown_registration_is_refused() {
     let client = Client::new(&sim);
     let token = dps_token("nobody", KEY);
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("nobody"),
-            Some(&token),
-            Some(&register_body("nobody")),
-        )
-        .await
-        .unwrap();
+        .register("nobody", Some(&token), &register_body("nobody"))
+        .await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["message"]
@@ -311,15 +250,7 @@ async fn fail_next_answers_the_status_with_retry_after_then_recovers() {
 
     sim.fail_next(2, 503, Some(7));
     for _ in 0..2 {
-        let reply = client
-            .send(
-                Method::PUT,
-                &register_path("dev-1"),
-                Some(&token),
-                Some(&body),
-            )
-            .await
-            .unwrap();
+        let reply = client.register("dev-1", Some(&token), &body).await;
         assert_eq!(reply.status, 503);
         assert_eq!(reply.headers.get("retry-after").unwrap(), "7");
         assert!(reply.body["message"].is_string());
@@ -399,15 +330,7 @@ async fn payload_is_recorded_and_the_enrollment_payload_returned() {
     let token = dps_token("dev-1", KEY);
 
     let body = json!({ "registrationId": "dev-1", "payload": { "modelId": "dtmi:x;1" } });
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("dev-1"),
-            Some(&token),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("dev-1", Some(&token), &body).await;
     assert_eq!(reply.status, 202);
     let operation_id = reply.body["operationId"].as_str().unwrap().to_owned();
     let reply = poll(&client, "dev-1", &operation_id, &token).await;
@@ -474,15 +397,7 @@ async fn bad_requests_get_clear_errors() {
     );
 
     let body = json!({ "registrationId": "dev-9" });
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("dev-1"),
-            Some(&token),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("dev-1", Some(&token), &body).await;
     assert_eq!(reply.status, 400);
 
     let path = format!("/{SCOPE}/registrations/dev-1/register");

@@ -82,10 +82,7 @@ async fn module_create_get_list_update_delete_and_recreate() {
         ("if-match", "*".to_owned()),
     ];
     let updated = client
-        .connect()
-        .await
-        .unwrap()
-        .send(Method::PUT, &path, &headers, Some(&update))
+        .send_with(Method::PUT, &path, &headers, Some(&update))
         .await
         .unwrap();
     assert_eq!(updated.status, 200, "{}", updated.body);
@@ -106,10 +103,7 @@ async fn module_create_get_list_update_delete_and_recreate() {
         ("if-match", format!("\"{etag}\"")),
     ];
     let reply = client
-        .connect()
-        .await
-        .unwrap()
-        .send(Method::PUT, &path, &stale, Some(&update))
+        .send_with(Method::PUT, &path, &stale, Some(&update))
         .await
         .unwrap();
     assert_eq!(reply.status, 412);
@@ -119,10 +113,7 @@ async fn module_create_get_list_update_delete_and_recreate() {
         ("if-match", format!("\"{current}\"")),
     ];
     let reply = client
-        .connect()
-        .await
-        .unwrap()
-        .send(Method::PUT, &path, &fresh, Some(&update))
+        .send_with(Method::PUT, &path, &fresh, Some(&update))
         .await
         .unwrap();
     assert_eq!(reply.status, 200);
@@ -190,10 +181,7 @@ async fn module_create_get_list_update_delete_and_recreate() {
         ("if-match", "*".to_owned()),
     ];
     let reply = client
-        .connect()
-        .await
-        .unwrap()
-        .send(Method::DELETE, &path, &delete_headers, None)
+        .send_with(Method::DELETE, &path, &delete_headers, None)
         .await
         .unwrap();
     assert_eq!(reply.status, 204);
@@ -206,10 +194,7 @@ async fn module_create_get_list_update_delete_and_recreate() {
             .starts_with("ErrorCode:ModuleNotFound;")
     );
     let reply = client
-        .connect()
-        .await
-        .unwrap()
-        .send(Method::DELETE, &path, &delete_headers, None)
+        .send_with(Method::DELETE, &path, &delete_headers, None)
         .await
         .unwrap();
     assert_eq!(reply.status, 404);
@@ -237,10 +222,7 @@ async fn update_of_a_missing_module_and_bad_bodies_are_refused() {
     ];
     let body = json!({ "moduleId": "m1", "deviceId": "edge-1" });
     let reply = client
-        .connect()
-        .await
-        .unwrap()
-        .send(Method::PUT, &path, &headers, Some(&body))
+        .send_with(Method::PUT, &path, &headers, Some(&body))
         .await
         .unwrap();
     assert_eq!(reply.status, 412);
@@ -258,10 +240,7 @@ async fn update_of_a_missing_module_and_bad_bodies_are_refused() {
     assert_eq!(created.unwrap().status, 200);
     let stale = json!({ "moduleId": "m3", "generationId": "630000000000000000" });
     let reply = client
-        .connect()
-        .await
-        .unwrap()
-        .send(
+        .send_with(
             Method::PUT,
             &module_path("edge-1", "m3"),
             &headers,

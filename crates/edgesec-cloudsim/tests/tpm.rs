@@ -55,10 +55,7 @@ async fn challenge_then_sas_with_the_issued_key_assigns_and_opens_the_hub() {
     let (ek, srk) = (rsa_storage_key_public(), rsa_storage_key_public());
     let body = tpm_body("tpm-1", &ek, &srk);
 
-    let reply = client
-        .send(Method::PUT, &register_path("tpm-1"), None, Some(&body))
-        .await
-        .unwrap();
+    let reply = client.register("tpm-1", None, &body).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
     let blob = reply.body["authenticationKey"]
         .as_str()
@@ -68,27 +65,11 @@ async fn challenge_then_sas_with_the_issued_key_assigns_and_opens_the_hub() {
     let key = sim.tpm_issued_key("tpm-1").expect("issued key");
 
     let wrong = dps_token("tpm-1", b"not-the-issued-key-not-the-issue");
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("tpm-1"),
-            Some(&wrong),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("tpm-1", Some(&wrong), &body).await;
     assert_eq!(reply.status, 401);
 
     let token = dps_token("tpm-1", &key);
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("tpm-1"),
-            Some(&token),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("tpm-1", Some(&token), &body).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     let operation_id = reply.body["operationId"].as_str().unwrap().to_owned();
     let reply = client
@@ -135,10 +116,7 @@ async fn challenge_then_sas_with_the_issued_key_assigns_and_opens_the_hub() {
 
     // The first endorsement key is now the only one accepted.
     let other = tpm_body("tpm-1", &rsa_storage_key_public(), &srk);
-    let reply = client
-        .send(Method::PUT, &register_path("tpm-1"), None, Some(&other))
-        .await
-        .unwrap();
+    let reply = client.register("tpm-1", None, &other).await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["message"]
@@ -162,15 +140,7 @@ async fn sas_before_any_challenge_and_unusable_keys_are_refused() {
 
     let token = dps_token("tpm-2", b"guessed-key-guessed-key-guessed!");
     let body = tpm_body("tpm-2", &ek, &srk);
-    let reply = client
-        .send(
-            Method::PUT,
-            &register_path("tpm-2"),
-            Some(&token),
-            Some(&body),
-        )
-        .await
-        .unwrap();
+    let reply = client.register("tpm-2", Some(&token), &body).await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["message"]
@@ -183,10 +153,7 @@ async fn sas_before_any_challenge_and_unusable_keys_are_refused() {
 
     // Keys that are not TPM storage keys get a clear 400 and bind nothing.
     let garbage = tpm_body("tpm-2", b"not a TPM2B_PUBLIC", b"nor this");
-    let reply = client
-        .send(Method::PUT, &register_path("tpm-2"), None, Some(&garbage))
-        .await
-        .unwrap();
+    let reply = client.register("tpm-2", None, &garbage).await;
     assert_eq!(reply.status, 400);
     assert!(
         reply.body["message"]
@@ -196,10 +163,7 @@ async fn sas_before_any_challenge_and_unusable_keys_are_refused() {
     );
     assert_eq!(sim.tpm_issued_key("tpm-2"), None);
 
-    let reply = client
-        .send(Method::PUT, &register_path("tpm-2"), None, Some(&body))
-        .await
-        .unwrap();
+    let reply = client.register("tpm-2", None, &body).await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["authenticationKey"].is_string(),
@@ -221,22 +185,13 @@ async fn enrolled_endorsement_key_must_match() {
     let client = Client::new(&sim);
 
     let other = tpm_body("tpm-3", &rsa_storage_key_public(), &srk);
-    let reply = client
-        .send(Method::PUT, &register_path("tpm-3"), None, Some(&other))
-        .await
-        .unwrap();
+    let reply = client.register("tpm-3", None, &other).await;
     assert_eq!(reply.status, 401);
     assert_eq!(sim.tpm_issued_key("tpm-3"), None);
 
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("tpm-3"),
-            None,
-            Some(&tpm_body("tpm-3", &ek, &srk)),
-        )
-        .await
-        .unwrap();
+        .register("tpm-3", None, &tpm_body("tpm-3", &ek, &srk))
+        .await;
     assert_eq!(reply.status, 401);
     assert!(reply.body["authenticationKey"].is_string());
     assert!(sim.tpm_issued_key("tpm-3").is_some());
@@ -255,14 +210,8 @@ async fn missing_tpm_keys_and_a_foreign_endorsement_key_are_refused() {
     let client = Client::new(&sim);
 
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("tpm-1"),
-            None,
-            Some(&json!({ "registrationId": "tpm-1" })),
-        )
-        .await
-        .unwrap();
+        .register("tpm-1", None, &json!({ "registrationId": "tpm-1" }))
+        .await;
     assert_eq!(reply.status, 400);
     assert!(
         reply.body["message"]
@@ -275,10 +224,7 @@ async fn missing_tpm_keys_and_a_foreign_endorsement_key_are_refused() {
         "registrationId": "tpm-1",
         "tpm": { "endorsementKey": key_b64(b"some other TPM"), "storageRootKey": key_b64(b"srk") },
     });
-    let reply = client
-        .send(Method::PUT, &register_path("tpm-1"), None, Some(&body))
-        .await
-        .unwrap();
+    let reply = client.register("tpm-1", None, &body).await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["message"]

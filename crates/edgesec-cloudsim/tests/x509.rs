@@ -7,11 +7,6 @@ use common::*;
 use edgesec_cloudsim::testpki::TestCa;
 use edgesec_cloudsim::{CloudSim, Enrollment, EnrollmentAttestation, HubDeviceAuth};
 use http::Method;
-use serde_json::json;
-
-fn register_body(registration_id: &str) -> serde_json::Value {
-    json!({ "registrationId": registration_id })
-}
 
 #[tokio::test]
 async fn chain_from_the_enrolled_ca_is_assigned_and_opens_the_hub() {
@@ -28,14 +23,8 @@ async fn chain_from_the_enrolled_ca_is_assigned_and_opens_the_hub() {
     let client = Client::with_cert(&sim, &leaf.chain_pem, &leaf.key_pem);
 
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("x509-dev"),
-            None,
-            Some(&register_body("x509-dev")),
-        )
-        .await
-        .unwrap();
+        .register("x509-dev", None, &register_body("x509-dev"))
+        .await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     let operation_id = reply.body["operationId"].as_str().unwrap().to_owned();
     let reply = client
@@ -92,14 +81,8 @@ async fn cert_from_another_ca_is_refused() {
     let client = Client::with_cert(&sim, &leaf.chain_pem, &leaf.key_pem);
 
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("x509-dev"),
-            None,
-            Some(&register_body("x509-dev")),
-        )
-        .await
-        .unwrap();
+        .register("x509-dev", None, &register_body("x509-dev"))
+        .await;
     assert_eq!(reply.status, 401, "{}", reply.body);
     assert!(
         reply.body["message"]
@@ -128,14 +111,8 @@ async fn common_name_must_be_the_registration_id() {
     let client = Client::with_cert(&sim, &leaf.chain_pem, &leaf.key_pem);
 
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("x509-dev"),
-            None,
-            Some(&register_body("x509-dev")),
-        )
-        .await
-        .unwrap();
+        .register("x509-dev", None, &register_body("x509-dev"))
+        .await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["message"].as_str().unwrap().contains("CN"),
@@ -156,14 +133,8 @@ async fn missing_client_cert_is_refused() {
     ));
     let client = Client::new(&sim);
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("x509-dev"),
-            None,
-            Some(&register_body("x509-dev")),
-        )
-        .await
-        .unwrap();
+        .register("x509-dev", None, &register_body("x509-dev"))
+        .await;
     assert_eq!(reply.status, 401);
     assert!(
         reply.body["message"]
@@ -187,14 +158,8 @@ async fn leaf_without_its_intermediate_is_refused() {
     let leaf = intermediate.issue_client("x509-dev");
     let client = Client::with_cert(&sim, &leaf.cert_pem, &leaf.key_pem);
     let reply = client
-        .send(
-            Method::PUT,
-            &register_path("x509-dev"),
-            None,
-            Some(&register_body("x509-dev")),
-        )
-        .await
-        .unwrap();
+        .register("x509-dev", None, &register_body("x509-dev"))
+        .await;
     assert_eq!(reply.status, 401);
 }
 

@@ -108,10 +108,37 @@ impl Client {
         authorization: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Reply, String> {
-        let mut connection = self.connect().await?;
-        connection
-            .send(method, path_and_query, &headers(authorization), body)
+        self.send_with(method, path_and_query, &headers(authorization), body)
             .await
+    }
+
+    /// One request with these headers on a fresh connection.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Reply, String> {
+        let mut connection = self.connect().await?;
+        connection.send(method, path_and_query, headers, body).await
+    }
+
+    /// A DPS register PUT for `registration_id` with `body`.
+    pub async fn register(
+        &self,
+        registration_id: &str,
+        authorization: Option<&str>,
+        body: &Value,
+    ) -> Reply {
+        self.send(
+            Method::PUT,
+            &register_path(registration_id),
+            authorization,
+            Some(body),
+        )
+        .await
+        .unwrap()
     }
 
     /// One request with arbitrary headers and a raw body.
@@ -259,6 +286,11 @@ pub fn hub_token(sim: &CloudSim, device_id: &str, key: &[u8]) -> String {
         now() + 60,
         None,
     )
+}
+
+/// The register body of `registration_id` with nothing else.
+pub fn register_body(registration_id: &str) -> Value {
+    serde_json::json!({ "registrationId": registration_id })
 }
 
 pub fn register_path(registration_id: &str) -> String {
