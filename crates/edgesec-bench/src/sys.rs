@@ -153,17 +153,7 @@ pub fn wait_accepting(
 
 /// SIGTERM, then SIGKILL after `grace`; reaps the child.
 pub fn terminate(child: &mut std::process::Child, grace: Duration) -> Option<i32> {
-    // SAFETY: signalling a child this process started and has not reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    child.wait().ok().and_then(|s| s.code())
+    edgesec_testing::terminate(child, grace).and_then(|s| s.code())
 }
 
 /// Lets the disk settle before timing warm starts: writes of a previous (cold) start are

@@ -148,22 +148,9 @@ impl Edgesecd {
         }
     }
 
-    /// Sends SIGTERM and waits (at most `limit`) for the exit status.
+    /// Sends SIGTERM and waits (at most `limit`, then SIGKILL) for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        let pid = i32::try_from(child.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        edgesec_testing::terminate(&mut self.child.take()?, limit)
     }
 }
 

@@ -8,7 +8,7 @@ pub mod fixtures;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Long enough for a slow, busy machine; only there so a broken run ends.
 pub const DEADLINE: Duration = Duration::from_secs(120);
@@ -199,27 +199,14 @@ impl Edge {
 impl Drop for Edge {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            // stop modules properly even when a test failed
+            edgesec_testing::terminate(c, Duration::from_secs(30));
         }
     }
 }
 
-pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let deadline = Instant::now() + DEADLINE;
-    while !ok() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn wait_until(what: &str, ok: impl FnMut() -> bool, context: impl Fn() -> String) {
+    edgesec_testing::wait_until(what, DEADLINE, ok, context)
 }
 
 /// Compares `actual` with `tests/golden/<name>`; `UPDATE_GOLDEN=1` rewrites the file instead.

@@ -292,27 +292,13 @@ impl Drop for Edge {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
             // stop modules properly even when a test failed
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            edgesec_testing::terminate(c, Duration::from_secs(30));
         }
     }
 }
 
-pub fn wait_until(what: &str, mut ok: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let deadline = Instant::now() + DEADLINE;
-    while !ok() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn wait_until(what: &str, ok: impl FnMut() -> bool, context: impl Fn() -> String) {
+    edgesec_testing::wait_until(what, DEADLINE, ok, context)
 }
 
 /// An HTTP call through curl: (status, body). `as_uid` runs curl as that uid and gid.
