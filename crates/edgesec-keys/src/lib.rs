@@ -12,6 +12,11 @@ mod id;
 mod routed;
 mod types;
 
+// The DER the hardware backends write (public keys, signatures); the PKCS#11 parts go unused
+// in a TPM-only build.
+#[cfg(any(feature = "pkcs11", feature = "tpm"))]
+#[cfg_attr(not(feature = "pkcs11"), allow(dead_code))]
+mod der;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 #[cfg(feature = "soft")]

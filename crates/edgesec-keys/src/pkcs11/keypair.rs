@@ -12,9 +12,9 @@ use aws_lc_rs::signature::{
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 
-use super::der;
 use super::objects::id_hash;
 use super::{Fail, Pkcs11KeyStore};
+use crate::der;
 use crate::soft::material;
 use crate::{
     ImportMaterial, KeyError, KeyId, KeyInfo, KeyKind, KeyPairAlgorithm, PublicKey, Result,

@@ -19,7 +19,6 @@
 //! `aead.rs`, `error.rs` (`CKR_*` to [`KeyError`]).
 
 mod aead;
-mod der;
 mod error;
 mod keypair;
 mod objects;

@@ -15,9 +15,9 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, SessionState};
 
 use super::Pkcs11KeyStore;
-use super::der;
 use super::error::Fail;
 use super::uri::{ObjectType, Pkcs11Uri};
+use crate::der;
 use crate::{KeyError, KeyId, KeyInfo, KeyKind, KeyPairAlgorithm, SymmetricUsage};
 
 /// A key found on the token.

@@ -20,9 +20,9 @@ use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::session::Session;
 
-use super::der;
 use super::objects::Entry;
 use super::{Fail, Pkcs11KeyStore};
+use crate::der;
 use crate::soft::material;
 use crate::{KeyError, KeyKind, KeyPairAlgorithm, KeyRef, Result, SignAlgorithm, SignInput};
 

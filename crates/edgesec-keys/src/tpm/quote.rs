@@ -91,7 +91,7 @@ impl Tpm {
         }
         Ok(Quote {
             attest,
-            signature: templates::ecdsa_der(sig.signature_r().value(), sig.signature_s().value()),
+            signature: crate::der::ecdsa_sig(sig.signature_r().value(), sig.signature_s().value()),
             ak_spki,
             pcrs,
         })

@@ -8,7 +8,7 @@ use aws_lc_rs::{constant_time, hmac};
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::structures::{
-    Digest, HashScheme, HashcheckTicket, MaxBuffer, Public, Signature, SignatureScheme,
+    Digest, HashScheme, HashcheckTicket, MaxBuffer, Signature, SignatureScheme,
 };
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
@@ -58,38 +58,6 @@ fn message_of(input: SignInput<'_>) -> &[u8] {
     match input {
         SignInput::Message(m) => m,
         SignInput::Digest(_) => unreachable!("checked by SignInput::check"),
-    }
-}
-
-/// The raw public key bytes aws-lc verifies with: the uncompressed point, or PKCS#1 RSAPublicKey.
-fn raw_public(public: &Public) -> Option<Vec<u8>> {
-    match public {
-        Public::Ecc {
-            parameters, unique, ..
-        } => {
-            let n = match parameters.ecc_curve() {
-                tss_esapi::interface_types::ecc::EccCurve::NistP384 => 48,
-                _ => 32,
-            };
-            let pad = |v: &[u8]| {
-                let mut o = vec![0u8; n - v.len().min(n)];
-                o.extend_from_slice(v);
-                o
-            };
-            let mut out = vec![0x04];
-            out.extend(pad(unique.x().value()));
-            out.extend(pad(unique.y().value()));
-            Some(out)
-        }
-        Public::Rsa { unique, .. } => {
-            let mut body = super::templates::der_uint(unique.value());
-            body.extend(super::templates::der_uint(&65537u32.to_be_bytes()));
-            let mut out = vec![0x30, 0x82];
-            out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-            out.extend(body);
-            Some(out)
-        }
-        _ => None,
     }
 }
 
@@ -170,7 +138,7 @@ impl TpmKeyStore {
                     .map_err(|e| tpm_error("sign", e))
                 })?;
                 match sig {
-                    Signature::EcDsa(s) => Ok(super::templates::ecdsa_der(
+                    Signature::EcDsa(s) => Ok(crate::der::ecdsa_sig(
                         s.signature_r().value(),
                         s.signature_s().value(),
                     )),
@@ -206,7 +174,7 @@ impl TpmKeyStore {
                 Ok(constant_time::verify_slices_are_equal(&tag, sig).is_ok())
             }
             KeyKind::KeyPair(k) if fits(k, alg) => {
-                let raw = raw_public(&b.public)
+                let raw = super::templates::raw_public(&b.public)
                     .ok_or_else(|| KeyError::Corrupted(key.base_id().clone()))?;
                 let public = UnparsedPublicKey::new(verifier(alg), raw);
                 Ok(match input {

@@ -11,7 +11,7 @@ use tss_esapi::structures::{
     PublicRsaParametersBuilder, RsaExponent, RsaScheme, SymmetricDefinitionObject,
 };
 
-use crate::KeyPairAlgorithm;
+use crate::{KeyPairAlgorithm, der};
 
 type TssResult<T> = Result<T, tss_esapi::Error>;
 
@@ -188,76 +188,18 @@ pub(crate) fn attestation_key() -> TssResult<Public> {
         .build()
 }
 
-fn der_len(len: usize, out: &mut Vec<u8>) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|&b| b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend_from_slice(&bytes);
-    }
-}
-
-fn der(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    der_len(body.len(), &mut out);
-    out.extend_from_slice(body);
-    out
-}
-
-/// A positive DER INTEGER from big-endian magnitude bytes.
-pub(crate) fn der_uint(bytes: &[u8]) -> Vec<u8> {
-    let trimmed: &[u8] = {
-        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-        &bytes[start..]
-    };
-    let mut body = Vec::with_capacity(trimmed.len() + 1);
-    if trimmed.first().is_none_or(|&b| b & 0x80 != 0) {
-        body.push(0);
-    }
-    body.extend_from_slice(trimmed);
-    der(0x02, &body)
-}
-
-/// An ECDSA signature as DER `SEQUENCE { r INTEGER, s INTEGER }`.
-pub(crate) fn ecdsa_der(r: &[u8], s: &[u8]) -> Vec<u8> {
-    let mut body = der_uint(r);
-    body.extend(der_uint(s));
-    der(0x30, &body)
-}
-
-fn left_pad(v: &[u8], n: usize) -> Vec<u8> {
-    let mut out = vec![0u8; n.saturating_sub(v.len())];
-    out.extend_from_slice(v);
-    out
-}
-
-/// DER SubjectPublicKeyInfo of an ECC or RSA public area.
-pub(crate) fn spki_der(public: &Public) -> Option<Vec<u8>> {
+/// The raw public key of an ECC or RSA public area, as aws-lc verifies with it: the
+/// uncompressed point, or the PKCS#1 RSAPublicKey.
+pub(crate) fn raw_public(public: &Public) -> Option<Vec<u8>> {
     match public {
         Public::Ecc {
             parameters, unique, ..
         } => {
-            let (curve_oid, n): (&[u8], usize) = match parameters.ecc_curve() {
-                EccCurve::NistP256 => (
-                    &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
-                    32,
-                ),
-                EccCurve::NistP384 => (&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22], 48),
-                _ => return None,
-            };
-            let mut alg = vec![0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-            alg.extend_from_slice(curve_oid);
-            let mut point = vec![0x00, 0x04];
+            let n = curve_of(parameters.ecc_curve())?.1;
+            let mut point = vec![0x04];
             point.extend(left_pad(unique.x().value(), n));
             point.extend(left_pad(unique.y().value(), n));
-            let mut body = der(0x30, &alg);
-            body.extend(der(0x03, &point));
-            Some(der(0x30, &body))
+            Some(point)
         }
         Public::Rsa {
             parameters, unique, ..
@@ -266,34 +208,34 @@ pub(crate) fn spki_der(public: &Public) -> Option<Vec<u8>> {
                 0 => 65537,
                 e => e,
             };
-            let mut key = der_uint(unique.value());
-            key.extend(der_uint(&exponent.to_be_bytes()));
-            let mut bits = vec![0x00];
-            bits.extend(der(0x30, &key));
-            let alg = [
-                0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
-                0x00,
-            ];
-            let mut body = alg.to_vec();
-            body.extend(der(0x03, &bits));
-            Some(der(0x30, &body))
+            Some(der::rsa_public_key(unique.value(), &exponent.to_be_bytes()))
         }
         _ => None,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn der_integers_are_minimal_and_positive() {
-        assert_eq!(der_uint(&[0, 0, 1]), vec![2, 1, 1]);
-        assert_eq!(der_uint(&[0x80]), vec![2, 2, 0, 0x80]);
-        assert_eq!(der_uint(&[]), vec![2, 1, 0]);
-        assert_eq!(
-            ecdsa_der(&[1], &[0xff]),
-            vec![0x30, 7, 2, 1, 1, 2, 2, 0, 0xff]
-        );
+/// DER SubjectPublicKeyInfo of an ECC or RSA public area.
+pub(crate) fn spki_der(public: &Public) -> Option<Vec<u8>> {
+    let raw = raw_public(public)?;
+    match public {
+        Public::Ecc { parameters, .. } => {
+            Some(der::ec_spki(curve_of(parameters.ecc_curve())?.0, &raw))
+        }
+        _ => Some(der::rsa_spki(&raw)),
     }
+}
+
+/// The curve's OID (as a DER TLV) and its coordinate size.
+fn curve_of(curve: EccCurve) -> Option<(&'static [u8], usize)> {
+    match curve {
+        EccCurve::NistP256 => Some((der::OID_P256, 32)),
+        EccCurve::NistP384 => Some((der::OID_P384, 48)),
+        _ => None,
+    }
+}
+
+fn left_pad(v: &[u8], n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n.saturating_sub(v.len())];
+    out.extend_from_slice(v);
+    out
 }

@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 
 use super::super::objects::attributes;
 use super::*;
-use crate::KeyKind;
 use crate::soft::SoftKeyStore;
+use crate::{KeyKind, der};
 
 /// The verifier an outside party would use for a public key from the store.
 fn independent_verify(pk: &PublicKey, alg: SignAlgorithm, msg: &[u8], sig: &[u8]) -> bool {

@@ -1,6 +1,6 @@
-//! The little DER the PKCS#11 backend needs: public keys as SubjectPublicKeyInfo, raw ECDSA
-//! signatures as DER, the SHA-256 DigestInfo, and reading an RSA private key out of PKCS#8 for
-//! import. Nothing here is general; every encoder writes only definite, minimal lengths.
+//! The little DER the hardware backends need: public keys as SubjectPublicKeyInfo, ECDSA
+//! signatures as DER, the SHA-256 DigestInfo, and (PKCS#11) reading an RSA private key out of
+//! PKCS#8 for import. Nothing here is general; every encoder writes only definite, minimal lengths.
 
 /// `id-ecPublicKey`.
 pub(crate) const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
@@ -82,13 +82,18 @@ pub(crate) fn ed25519_spki(public: &[u8]) -> Vec<u8> {
     seq(&[&seq(&[OID_ED25519]), &bit_string(public)])
 }
 
+/// DER `ECDSA-Sig-Value` from the big-endian `r` and `s`.
+pub(crate) fn ecdsa_sig(r: &[u8], s: &[u8]) -> Vec<u8> {
+    seq(&[&uint(r), &uint(s)])
+}
+
 /// Turns a PKCS#11 ECDSA signature (r ‖ s, each the field size) into DER `ECDSA-Sig-Value`.
 pub(crate) fn ecdsa_signature(raw: &[u8]) -> Option<Vec<u8>> {
     if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);
-    Some(seq(&[&uint(r), &uint(s)]))
+    Some(ecdsa_sig(r, s))
 }
 
 /// The point of a `CKA_EC_POINT`: PKCS#11 says it is a DER OCTET STRING, but some tokens give the
@@ -192,6 +197,11 @@ mod tests {
         let der = ecdsa_signature(&raw).unwrap();
         assert_eq!(&der[..4], &[0x30, 0x26, 0x02, 0x21]);
         assert!(ecdsa_signature(&[1, 2, 3]).is_none());
+        assert_eq!(uint(&[]), vec![2, 1, 0]);
+        assert_eq!(
+            ecdsa_sig(&[1], &[0xff]),
+            vec![0x30, 7, 2, 1, 1, 2, 2, 0, 0xff]
+        );
     }
 
     #[test]
